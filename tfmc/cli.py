@@ -1,0 +1,45 @@
+"""The ``tfmc`` command: one entry point, one module per subcommand in tfmc/commands/."""
+import argparse
+import importlib
+import os
+import sys
+
+# Each module in tfmc/commands/ defines register(subparsers), which adds its
+# parser and sets ``run`` (args -> exit code) as the default.
+_COMMANDS = ("profile", "prune", "quantize", "export", "demo")
+
+
+class UsageError(Exception):
+    """Bad input from the user: printed as one line, exit code 2."""
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="tfmc", description="Compress tf_keras models for mobile: prune, quantize, export.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in _COMMANDS:
+        try:
+            module = importlib.import_module(f"tfmc.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"tfmc.commands.{name}":
+                continue  # that subcommand is not built yet
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv=None):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tfmc  # noqa: F401  sets TF_USE_LEGACY_KERAS before TensorFlow loads
+    from tfmc.data import DataError
+    from tfmc.io import ModelLoadError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args) or 0
+    except (UsageError, DataError, ModelLoadError) as exc:
+        print(f"tfmc {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

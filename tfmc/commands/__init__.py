@@ -1,0 +1,1 @@
+"""Subcommands of the ``tfmc`` command line, one module each."""

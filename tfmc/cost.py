@@ -1,0 +1,148 @@
+"""Cost model: multiply-accumulates, parameters and per-layer profiles at batch 1."""
+import dataclasses
+
+import numpy as np
+
+from tfmc import graph as graph_lib
+
+
+def _prod(values):
+    return int(np.prod([int(v) for v in values], dtype=np.int64)) if values else 1
+
+
+def _check_known(shape, layer):
+    if shape is None or any(d is None for d in shape[1:]):
+        raise ValueError(
+            f"layer {layer.name!r} has an unknown shape {shape}; counting MACs needs a model "
+            "built with a fixed input size (e.g. keras.Input((224, 224, 3)))"
+        )
+
+
+def layer_macs(layer, input_shape, output_shape, in_channels=None, out_channels=None):
+    """Multiply-accumulates of one call of ``layer`` at batch 1.
+
+    ``in_channels`` / ``out_channels`` override the channel counts of the
+    shapes, so callers can cost a pruned configuration without building it.
+    Layers without a multiply (activations, BN folded at export, pooling) count 0.
+    """
+    kind = graph_lib.layer_kind(layer)
+    if kind not in ("conv", "dense", "depthwise", "separable", "conv_transpose"):
+        return 0
+    _check_known(input_shape, layer)
+    _check_known(output_shape, layer)
+    cin = input_shape[-1] if in_channels is None else in_channels
+    cout = output_shape[-1] if out_channels is None else out_channels
+    if kind == "dense":
+        return _prod(input_shape[1:-1]) * cin * cout
+    window = _prod(layer.kernel_size)
+    out_positions = _prod(output_shape[1:-1])
+    if kind == "conv":
+        return out_positions * window * (cin // layer.groups) * cout
+    if kind == "conv_transpose":
+        return _prod(input_shape[1:-1]) * window * cin * cout
+    multiplier = layer.depth_multiplier
+    if kind == "depthwise":
+        return out_positions * window * cin * multiplier
+    return out_positions * window * cin * multiplier + out_positions * cin * multiplier * cout
+
+
+def macs_by_layer(model):
+    """{layer name: MACs} for every layer call of ``model`` (nested models as "outer/inner")."""
+    result = {}
+    for call in graph_lib.layer_calls(model):
+        layer = call.layer
+        if graph_lib.layer_kind(layer) == "model":
+            for inner, macs in macs_by_layer(layer).items():
+                key = f"{layer.name}/{inner}"
+                result[key] = result.get(key, 0) + macs
+            continue
+        macs = layer_macs(layer, call.input_shapes[0], call.output_shapes[0])
+        result[layer.name] = result.get(layer.name, 0) + macs
+    return result
+
+
+def count_macs(model):
+    """Total multiply-accumulates of one inference at batch 1.
+
+    Counts Conv1D/2D/3D (grouped too), Conv*Transpose, DepthwiseConv2D,
+    SeparableConv1D/2D and Dense; other layers count zero, as in the papers'
+    tables (MobileNet 224: 569 M).
+
+    Example:
+      >>> tfmc.count_macs(keras.applications.MobileNet(weights=None))
+      568740352
+    """
+    return int(sum(macs_by_layer(model).values()))
+
+
+def count_params(model):
+    """All weights of ``model`` (trainable and not), as Keras' summary counts them."""
+    return int(model.count_params())
+
+
+@dataclasses.dataclass
+class LayerProfile:
+    name: str
+    type: str
+    output_shape: tuple
+    macs: int
+    params: int
+    channels: int
+    group: str
+
+
+@dataclasses.dataclass
+class Profile:
+    """Per-layer costs of a model; ``rows`` in topological order."""
+
+    rows: list
+    total_macs: int
+    total_params: int
+
+    def to_markdown(self):
+        """The profile as a Markdown table with a totals line."""
+        lines = [
+            "| layer | type | output | MACs | params | channels | group |",
+            "|---|---|---|---:|---:|---:|---|",
+        ]
+        for r in self.rows:
+            shape = "x".join("?" if d is None else str(d) for d in r.output_shape[1:])
+            lines.append(f"| {r.name} | {r.type} | {shape} | {r.macs:,} | {r.params:,} | {r.channels} | {r.group} |")
+        lines.append(f"| **total** | | | {self.total_macs:,} | {self.total_params:,} | | |")
+        return "\n".join(lines)
+
+
+def profile(model):
+    """Per-layer type, output shape, MACs, parameters, channels and channel group.
+
+    The group column names the channel group of the layer's output, marked
+    ``(frozen)`` when it cannot be pruned.
+    """
+    analysis = graph_lib.ChannelGraph(model)
+    rows, seen = [], set()
+    for call in analysis.calls:
+        layer = call.layer
+        if layer.name in seen:
+            continue
+        seen.add(layer.name)
+        role = analysis.layer_io(layer.name)
+        out_map = role["out"][0]
+        names = sorted({g for g, _ in analysis.map_groups(out_map)}, key=lambda n: [g.name for g in analysis.groups].index(n))
+        group = ", ".join(n + ("" if analysis.group(n).prunable else " (frozen)") for n in names)
+        macs = sum(
+            layer_macs(c.layer, c.input_shapes[0], c.output_shapes[0])
+            if graph_lib.layer_kind(c.layer) != "model" else count_macs(c.layer)
+            for c in analysis.calls if c.layer is layer
+        )
+        rows.append(
+            LayerProfile(
+                name=layer.name,
+                type=type(layer).__name__,
+                output_shape=call.output_shapes[0],
+                macs=int(macs),
+                params=int(layer.count_params()),
+                channels=int(call.output_shapes[0][-1]) if call.output_shapes[0] else 0,
+                group=group,
+            )
+        )
+    return Profile(rows=rows, total_macs=count_macs(model), total_params=count_params(model))
