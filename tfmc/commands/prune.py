@@ -1,0 +1,83 @@
+"""`tfmc prune MODEL`: remove channels by given keep ratios, or search them with AMC."""
+import os
+
+
+def register(sub):
+    p = sub.add_parser(
+        "prune",
+        help="remove channels: by given keep ratios (--ratios) or by an AMC search under a budget",
+        description=(
+            "With --ratios FLOAT|FILE the given keep ratios are applied. --out is a .keras/.h5 file, "
+            "or a folder that receives pruned.keras, policy.json and summary.md."
+        ),
+    )
+    p.add_argument("model", help=".keras / .h5 file or SavedModel folder")
+    p.add_argument("--ratios", help="keep ratio for every prunable group (e.g. 0.5) or a PrunePolicy JSON file")
+    p.add_argument("--data", help="calibration data for least-squares reconstruction: digits or an .npz")
+    p.add_argument("--calib-images", type=int, default=512, help="calibration images used for reconstruction (default 512)")
+    p.add_argument("--round-to", type=int, default=8, help="kept channel counts are multiples of this (default 8)")
+    p.add_argument("--out", required=True, help="output .keras/.h5 file or folder")
+    p.set_defaults(run=run)
+    return p
+
+
+def _parse_ratios(text):
+    from tfmc.cli import UsageError
+    from tfmc.policy import PrunePolicy
+
+    if os.path.exists(text):
+        try:
+            return PrunePolicy.from_json(text)
+        except (ValueError, KeyError) as exc:
+            raise UsageError(f"--ratios {text}: not a valid PrunePolicy JSON ({exc})") from None
+    try:
+        return float(text)
+    except ValueError:
+        raise UsageError(f"--ratios {text!r} is neither a number in (0, 1] nor an existing policy file") from None
+
+
+def _output_paths(out):
+    if os.path.splitext(out)[1] in (".keras", ".h5"):
+        return out, None
+    return os.path.join(out, "pruned.keras"), out
+
+
+def run(args):
+    from tfmc import cost, data, io
+    from tfmc.cli import UsageError
+    from tfmc.policy import PrunePolicy
+    from tfmc.prune import prune
+
+    if args.ratios is None:
+        raise UsageError("give --ratios FLOAT|FILE (keep ratios to apply)")
+    ratios = _parse_ratios(args.ratios)
+    model = io.load_model(args.model)
+    calib = None
+    if args.data:
+        dataset = data.load(args.data, image_size=model.inputs[0].shape[1])
+        data.check_fits(dataset, model)
+        calib = dataset.x_train[: args.calib_images]
+    try:
+        pruned, details = prune(model, ratios, calib_data=calib, round_to=args.round_to, return_details=True)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    model_path, folder = _output_paths(args.out)
+    io.save_model(pruned, model_path)
+    before, after = cost.count_macs(model), cost.count_macs(pruned)
+    params_before, params_after = cost.count_params(model), cost.count_params(pruned)
+    summary = "\n".join([
+        "| | original | pruned | ratio |",
+        "|---|---:|---:|---:|",
+        f"| MACs | {before:,} | {after:,} | {after / before:.3f} |",
+        f"| params | {params_before:,} | {params_after:,} | {params_after / params_before:.3f} |",
+    ])
+    if folder:
+        policy = ratios if isinstance(ratios, PrunePolicy) else PrunePolicy(
+            {g: float(ratios) for g in details["kept_channels"]}, round_to=args.round_to
+        )
+        policy.metadata.update({"kept_channels": details["kept_channels"], "macs": after, "params": params_after})
+        policy.to_json(os.path.join(folder, "policy.json"))
+        io.write_text(os.path.join(folder, "summary.md"), summary + "\n")
+    print(summary)
+    print(f"saved {model_path}")
+    return 0

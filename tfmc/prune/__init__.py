@@ -1,0 +1,53 @@
+"""Structural channel pruning: the dropped channels are removed, not zeroed."""
+from tfmc.graph import ChannelGraph
+from tfmc.prune.reconstruct import reconstruct
+from tfmc.prune.select import keep_counts, resolve_keep_ratios, select_channels
+from tfmc.prune.surgery import build_pruned
+
+
+def prune(model, ratios, *, calib_data=None, round_to=8, return_details=False):
+    """Return a new, smaller model with low-importance channels removed.
+
+    Channels of each prunable group are ranked by the L1 norm of the weights
+    that consume them; the kept count is ``max(round(channels * ratio), 1)``
+    rounded to a multiple of ``round_to``. Kernels, biases, BN statistics and
+    depthwise kernels are sliced and copied; with ``calib_data`` the layers
+    that lost inputs are refitted by least squares.
+
+    Args:
+      model: a functional or built Sequential tf_keras model; not modified.
+      ratios: keep ratio in (0, 1] for every prunable group (float), a
+        {group name: keep ratio} dict, or a PrunePolicy.
+      calib_data: optional images for least-squares reconstruction.
+      round_to: kept channel counts are multiples of this (ignored for a
+        PrunePolicy, which carries its own).
+      return_details: also return {"keep": masks, "kept_channels": counts,
+        "reconstruction_error": {layer: relative error}}.
+
+    Returns:
+      The pruned model (and the details when asked).
+
+    Raises:
+      ValueError: ratios outside (0, 1], an unknown group name (the message
+        lists the valid ones), a frozen group asked to prune.
+      TypeError: a subclassed model.
+
+    Example:
+      >>> small = tfmc.prune(model, 0.5, calib_data=x_train[:512])
+      >>> tfmc.count_macs(small) < tfmc.count_macs(model)
+      True
+    """
+    analysis = ChannelGraph(model)
+    keep_ratios, round_to = resolve_keep_ratios(analysis, ratios, round_to)
+    counts = keep_counts(analysis, keep_ratios, round_to)
+    keep = select_channels(analysis, counts)
+    pruned = build_pruned(analysis, keep)
+    errors = {}
+    if calib_data is not None:
+        errors = reconstruct(model, pruned, analysis, keep, calib_data)
+    if return_details:
+        return pruned, {"keep": keep, "kept_channels": counts, "reconstruction_error": errors}
+    return pruned
+
+
+__all__ = ["prune", "build_pruned", "reconstruct", "select_channels"]

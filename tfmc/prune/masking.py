@@ -1,0 +1,57 @@
+"""Channel masks as weights: zero what consumers read from dropped channels.
+
+A pruned model computes exactly what the original computes when every
+consumer's weights for the dropped input channels are zero. This is the
+reference the tests compare against, and it lets a search evaluate a policy
+by reassigning weights of one model instead of rebuilding it.
+"""
+import numpy as np
+
+
+def dropped_input_positions(analysis, keep):
+    """{consumer layer name: input positions it no longer reads} under ``keep`` masks."""
+    result = {}
+    for name in _consumers(analysis):
+        channel_map = analysis.layer_io(name)["in"][0]
+        kept = analysis.tensor_keep(channel_map, keep)
+        dropped = np.setdiff1d(np.arange(len(channel_map[0])), kept)
+        if len(dropped):
+            result[name] = dropped
+    return result
+
+
+def _consumers(analysis):
+    seen = []
+    for group in analysis.groups:
+        for name in group.consumers:
+            if name not in seen:
+                seen.append(name)
+    return seen
+
+
+def zero_input_channels(weights, kind, positions):
+    """Copy of ``weights`` (a layer's get_weights()) with input ``positions`` zeroed."""
+    weights = [w.copy() for w in weights]
+    if kind in ("conv", "dense"):
+        weights[0][..., positions, :] = 0.0
+    elif kind == "separable":
+        pointwise = weights[1]
+        cin, multiplier = weights[0].shape[-2], weights[0].shape[-1]
+        view = pointwise.reshape(pointwise.shape[:-2] + (cin, multiplier, pointwise.shape[-1]))
+        view[..., positions, :, :] = 0.0
+    else:
+        raise ValueError(f"cannot mask inputs of a layer of kind {kind!r}")
+    return weights
+
+
+def masked_copy(model, analysis, keep):
+    """A clone of ``model`` (same shapes) computing what the pruned model computes."""
+    from tfmc._keras import keras
+
+    clone = keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    for name, positions in dropped_input_positions(analysis, keep).items():
+        kind = analysis.layer_io(name)["kind"]
+        layer = clone.get_layer(name)
+        layer.set_weights(zero_input_channels(layer.get_weights(), kind, positions))
+    return clone

@@ -1,0 +1,141 @@
+"""Least-squares refit of the layers that lost input channels.
+
+After a layer loses input channels, its kernel is re-fitted so that its
+linear output (before bias, BN and activation) on calibration data matches
+what the unpruned layer produced from the unpruned inputs (He et al., AMC,
+ECCV 2018, following He et al., Channel Pruning, ICCV 2017). The authors fit
+1x1 convolutions and dense layers only; here a k x k convolution is fitted
+through im2col: each row is the k*k*c' patch under one sampled output
+position, and the solution is an ordinary least-squares fit with no
+intercept. Inputs of the pruned model are taken after earlier refits, so
+errors do not pile up layer after layer.
+"""
+import numpy as np
+
+from tfmc._keras import keras, tf
+
+
+def _as_array(calib_data, max_images):
+    if isinstance(calib_data, tf.data.Dataset):
+        chunks, total = [], 0
+        for batch in calib_data:
+            x = batch[0] if isinstance(batch, (tuple, list)) else batch
+            chunks.append(np.asarray(x))
+            total += len(chunks[-1])
+            if total >= max_images:
+                break
+        calib_data = np.concatenate(chunks)
+    elif isinstance(calib_data, (tuple, list)):
+        calib_data = calib_data[0]
+    x = np.asarray(calib_data, dtype=np.float32)
+    return x[:max_images]
+
+
+def _rows(layer, x, positions, rng):
+    """im2col rows of ``x`` for ``layer`` at ``positions`` sampled output points per image."""
+    if isinstance(layer, keras.layers.Dense):
+        flat = x.reshape(-1, x.shape[-1])
+        per_image = flat.shape[0] // x.shape[0]
+        return flat, per_image
+    kh, kw = layer.kernel_size
+    sh, sw = layer.strides
+    dh, dw = layer.dilation_rate
+    patches = tf.image.extract_patches(
+        x, sizes=[1, kh, kw, 1], strides=[1, sh, sw, 1], rates=[1, dh, dw, 1], padding=layer.padding.upper()
+    ).numpy()
+    return patches.reshape(-1, patches.shape[-1]), patches.shape[1] * patches.shape[2]
+
+
+def _sample(n_images, per_image, points_per_image, rng):
+    if per_image <= points_per_image:
+        return np.arange(n_images * per_image)
+    picks = np.stack([rng.choice(per_image, points_per_image, replace=False) for _ in range(n_images)])
+    return (picks + np.arange(n_images)[:, None] * per_image).reshape(-1)
+
+
+def refit_layer(layer, original_kernel, kept_inputs, kept_outputs, x_original, x_pruned, *, points_per_image=10, seed=0):
+    """Least-squares kernel of a pruned conv / dense layer.
+
+    Args:
+      layer: the pruned layer (Conv2D with groups=1, or Dense); it gets the
+        new kernel.
+      original_kernel: the unpruned layer's kernel.
+      kept_inputs, kept_outputs: positions of the original input / output
+        channels the pruned layer keeps.
+      x_original: the unpruned layer's inputs on calibration images.
+      x_pruned: the pruned layer's inputs on the same images.
+      points_per_image: sampled output positions per image (AMC: 10).
+
+    Returns:
+      The relative squared error of the fit on the sampled rows.
+    """
+    rng = np.random.default_rng(seed)
+    rows_original, per_image = _rows(layer, x_original, points_per_image, rng)
+    rows_pruned, _ = _rows(layer, x_pruned, points_per_image, rng)
+    picked = _sample(x_original.shape[0], per_image, points_per_image, rng)
+    a = rows_pruned[picked].astype(np.float64)
+    w = original_kernel.reshape(-1, original_kernel.shape[-1])[:, kept_outputs].astype(np.float64)
+    target = rows_original[picked].astype(np.float64) @ w
+    solution, *_ = np.linalg.lstsq(a, target, rcond=None)
+    weights = layer.get_weights()
+    weights[0] = solution.reshape(weights[0].shape).astype(weights[0].dtype)
+    layer.set_weights(weights)
+    residual = a @ solution - target
+    return float((residual**2).sum() / max((target**2).sum(), 1e-12))
+
+
+def reconstruct(original, pruned, analysis, keep, calib_data, *, max_images=3000, points_per_image=10, seed=0):
+    """Refit, in topological order, every conv / dense layer of ``pruned`` that lost inputs.
+
+    Args:
+      original: the unpruned model (read only).
+      pruned: the model built by surgery from ``original``; modified in place.
+      analysis: the ChannelGraph of ``original``.
+      keep: the {group: mask} used to build ``pruned``.
+      calib_data: images (array, (x, y) tuple or tf.data.Dataset of batches).
+      max_images: at most this many images are used (AMC samples 3000).
+      points_per_image: sampled output positions per image (AMC: 10).
+
+    Returns:
+      {layer name: relative squared error of its fit}.
+    """
+    from tfmc.prune.masking import dropped_input_positions
+
+    x = _as_array(calib_data, max_images)
+    targets = [
+        name for name in dropped_input_positions(analysis, keep)
+        if _refittable(original.get_layer(name))
+    ]
+    if not targets:
+        return {}
+    original_inputs = keras.Model(original.inputs, [original.get_layer(n).input for n in targets])
+    x_original = original_inputs.predict(x, verbose=0, batch_size=256)
+    if len(targets) == 1:
+        x_original = [x_original]
+    errors = {}
+    for index, name in enumerate(targets):
+        role = analysis.layer_io(name)
+        kept_inputs = analysis.tensor_keep(role["in"][0], keep)
+        kept_outputs = analysis.tensor_keep(role["out"][0], keep)
+        pruned_input = keras.Model(pruned.inputs, pruned.get_layer(name).input).predict(x, verbose=0, batch_size=256)
+        errors[name] = refit_layer(
+            pruned.get_layer(name),
+            original.get_layer(name).get_weights()[0],
+            kept_inputs,
+            kept_outputs,
+            x_original[index],
+            pruned_input,
+            points_per_image=points_per_image,
+            seed=seed + index,
+        )
+    return errors
+
+
+def _refittable(layer):
+    if isinstance(layer, keras.layers.Dense):
+        return True
+    return type(layer) is keras.layers.Conv2D or (
+        isinstance(layer, keras.layers.Conv2D)
+        and not isinstance(layer, (keras.layers.DepthwiseConv2D, keras.layers.Conv2DTranspose))
+        and layer.groups == 1
+    )

@@ -1,0 +1,104 @@
+"""Which channels a group keeps: L1 norm of the weights that consume them.
+
+He et al. (AMC, ECCV 2018, section 3.3) keep the channels whose consuming
+weights have the largest L1 norm; for a coupled group the norms of every
+consumer are summed, so one decision serves all of them.
+"""
+import numpy as np
+
+from tfmc.policy import PrunePolicy, _check_ratio, kept_channels
+
+
+def consumer_input_l1(layer, kind):
+    """L1 norm of ``layer``'s weights per input position (summed over outputs and window)."""
+    if kind in ("conv", "dense"):
+        kernel = np.abs(layer.get_weights()[0])
+        return kernel.sum(axis=tuple(a for a in range(kernel.ndim) if a != kernel.ndim - 2))
+    if kind == "separable":
+        depthwise, pointwise = (np.abs(w) for w in layer.get_weights()[:2])
+        cin, multiplier = depthwise.shape[-2], depthwise.shape[-1]
+        per_input = pointwise.reshape(cin, multiplier, -1).sum(axis=(1, 2))
+        return per_input + depthwise.reshape(-1, cin, multiplier).sum(axis=(0, 2))
+    raise ValueError(f"layer {layer.name!r} of kind {kind!r} does not consume channels")
+
+
+def producer_output_l1(layer, kind):
+    """L1 norm of ``layer``'s filters per output channel (fallback when nothing consumes them)."""
+    kernel = np.abs(layer.get_weights()[0 if kind != "separable" else 1])
+    return kernel.reshape(-1, kernel.shape[-1]).sum(axis=0)
+
+
+def channel_importance(analysis):
+    """{prunable group name: L1 importance of each of its channels}."""
+    model = analysis.model
+    result = {}
+    for group in analysis.groups:
+        if not group.prunable:
+            continue
+        importance = np.zeros(group.channels)
+        for name in group.consumers:
+            role = analysis.layer_io(name)
+            l1 = consumer_input_l1(model.get_layer(name), role["kind"])
+            for pos, (g, i) in enumerate(analysis.map_groups(role["in"][0])):
+                if g == group.name:
+                    importance[i] += l1[pos]
+        result[group.name] = importance
+    return result
+
+
+def select_channels(analysis, kept_counts, importance=None):
+    """Boolean keep masks: each group keeps its ``kept_counts[name]`` most important channels.
+
+    Ties go to the lower channel index, so the choice is deterministic.
+    """
+    importance = channel_importance(analysis) if importance is None else importance
+    masks = {}
+    for name, count in kept_counts.items():
+        scores = importance[name]
+        order = np.argsort(-scores, kind="stable")
+        mask = np.zeros(len(scores), dtype=bool)
+        mask[order[: int(count)]] = True
+        masks[name] = mask
+    return masks
+
+
+def resolve_keep_ratios(analysis, ratios, round_to=8):
+    """Validate ``ratios`` against the model's groups; return ({group: ratio}, round_to).
+
+    ``ratios`` is a float (every prunable group), a {group name: ratio} dict
+    or a PrunePolicy (whose own round_to wins).
+
+    Raises:
+      ValueError: a ratio outside (0, 1], an unknown group (the message lists
+        the prunable ones) or a frozen group asked to lose channels.
+    """
+    prunable = [g.name for g in analysis.groups if g.prunable]
+    if isinstance(ratios, PrunePolicy):
+        round_to = ratios.round_to
+        ratios = ratios.keep_ratios
+    if isinstance(ratios, dict):
+        PrunePolicy(ratios, round_to=round_to)  # validates every value and round_to
+        known = {g.name: g for g in analysis.groups}
+        resolved = {}
+        for name, ratio in ratios.items():
+            if name not in known:
+                raise ValueError(f"unknown channel group {name!r}; prunable groups are: {', '.join(prunable)}")
+            group = known[name]
+            if not group.prunable:
+                if ratio < 1.0:
+                    raise ValueError(f"channel group {name!r} cannot be pruned: {group.reason}")
+                continue
+            resolved[name] = float(ratio)
+        return resolved, round_to
+    ratio = _check_ratio("every group", ratios)
+    if not prunable:
+        raise ValueError("the model has no prunable channel group: " + "; ".join(f"{g.name}: {g.reason}" for g in analysis.groups))
+    return {name: ratio for name in prunable}, round_to
+
+
+def keep_counts(analysis, keep_ratios, round_to=8):
+    """{group: kept channel count} for validated ``keep_ratios``."""
+    return {
+        name: kept_channels(analysis.group(name).channels, ratio, round_to)
+        for name, ratio in keep_ratios.items()
+    }
