@@ -3,7 +3,13 @@
 Importing tfmc sets ``TF_USE_LEGACY_KERAS=1`` before TensorFlow is loaded:
 tfmot and tf-agents only work with Keras 2 (``tf_keras``), and TensorFlow reads
 the variable once, at its first import. Import tfmc before tensorflow.
+
+Note: ``tfmc.prune`` is the pruning function; its implementation lives in
+the ``tfmc.prune`` package (``from tfmc.prune import surgery`` still works).
+The searches and export (``tfmc.amc``, ``tfmc.gmpq``, ``tfmc.export``) load
+on first use, so ``import tfmc`` stays cheap.
 """
+import importlib
 import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
@@ -11,8 +17,18 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 from tfmc.cost import count_macs, count_params, profile  # noqa: E402
 from tfmc.graph import ChannelGroup, channel_groups  # noqa: E402
 from tfmc.policy import BitPolicy, PrunePolicy  # noqa: E402
+from tfmc.prune import prune  # noqa: E402
 
 __version__ = "0.1.0"
+
+_LAZY_MODULES = ("amc", "gmpq", "export", "quant", "data", "report")
+
+
+def __getattr__(name):
+    if name in _LAZY_MODULES:
+        return importlib.import_module(f"tfmc.{name}")
+    raise AttributeError(f"module 'tfmc' has no attribute {name!r}")
+
 
 __all__ = [
     "BitPolicy",
@@ -22,4 +38,5 @@ __all__ = [
     "count_macs",
     "count_params",
     "profile",
+    "prune",
 ]
