@@ -1,0 +1,65 @@
+"""tflite_bench: time .tflite models on this machine or on an Android phone, and read benchmark_model output.
+
+Example:
+  >>> import tflite_bench
+  >>> result = tflite_bench.run("model.tflite", threads=2, runs=50)  # doctest: +SKIP
+  >>> result.median_us  # doctest: +SKIP
+"""
+from tflite_bench.parse import parse
+from tflite_bench.result import BenchError, Result
+
+TARGETS = ("host", "android")
+
+
+def run(path, *, target="host", threads=1, runs=50, warmup=5, binary=None, serial=None, taskset=None,
+        use_gpu=False, use_nnapi=False, use_xnnpack=True, extra_args=()):
+    """Time a .tflite model and return a Result (microseconds).
+
+    ``target="host"`` without ``binary`` uses the LiteRT interpreter in this
+    process; with ``binary`` it runs that benchmark_model executable here.
+    ``target="android"`` pushes the model and ``binary`` to the phone over adb.
+
+    Args:
+      path: the .tflite file.
+      target: "host" or "android".
+      threads, runs, warmup: threads, timed inferences, warm-up inferences.
+      binary: a benchmark_model executable (required for android).
+      serial: the Android device, when several are attached.
+      taskset: Android CPU mask in hex, e.g. "f0".
+      use_gpu, use_nnapi: benchmark_model delegates (binary runs only).
+      use_xnnpack: host interpreter only; False runs the built-in kernels.
+      extra_args: further benchmark_model flags (binary runs only).
+
+    Returns:
+      Result.
+
+    Raises:
+      BenchError: bad arguments, or the run failed (the message says why).
+
+    Example:
+      >>> run("model.tflite", target="android", binary="benchmark_model", taskset="f0")  # doctest: +SKIP
+    """
+    if target not in TARGETS:
+        raise BenchError(f"target must be one of {TARGETS}, got {target!r}")
+    if target == "android":
+        if binary is None:
+            raise BenchError("target 'android' needs binary=PATH of a benchmark_model built for the phone")
+        from tflite_bench.android import run_android
+
+        return run_android(path, binary, serial=serial, threads=threads, runs=runs, warmup=warmup, taskset=taskset,
+                           use_gpu=use_gpu, use_nnapi=use_nnapi, extra_args=extra_args)
+    if serial is not None or taskset is not None:
+        raise BenchError("serial and taskset apply to target 'android' only")
+    if binary is not None:
+        from tflite_bench.host import run_binary
+
+        return run_binary(path, binary, threads=threads, runs=runs, warmup=warmup, use_gpu=use_gpu,
+                          use_nnapi=use_nnapi, extra_args=extra_args)
+    if use_gpu or use_nnapi or extra_args:
+        raise BenchError("use_gpu, use_nnapi and extra_args need a benchmark_model binary (binary=PATH)")
+    from tflite_bench.host import run_host
+
+    return run_host(path, threads=threads, runs=runs, warmup=warmup, use_xnnpack=use_xnnpack)
+
+
+__all__ = ["BenchError", "Result", "TARGETS", "parse", "run"]
