@@ -162,3 +162,43 @@ def test_model_without_prunable_group_says_why():
     model = keras.Model(inp, L.Dense(2, name="only")(inp))
     with pytest.raises(ValueError, match="no prunable channel group: .*only: reaches model output of layer 'only'"):
         prune(model, 0.5)
+
+
+def _nested_and_shared_model():
+    keras.utils.set_random_seed(7)
+    inner_in = keras.Input((8, 8, 16))
+    inner = keras.Model(inner_in, L.Conv2D(8, 1, name="inner_conv")(inner_in), name="inner")
+    inp = keras.Input((8, 8, 3))
+    x = L.Conv2D(16, 3, padding="same", activation="relu", name="free")(inp)
+    x = L.Conv2D(16, 3, padding="same", activation="relu", name="before_shared")(x)
+    shared = L.Conv2D(16, 1, name="shared")
+    y = shared(shared(x))
+    z = L.Conv2D(16, 3, padding="same", name="into_nested")(y)
+    z = inner(z)
+    out = L.Dense(4, name="out")(L.GlobalAveragePooling2D(name="gap")(z))
+    return keras.Model(inp, out)
+
+
+@pytest.mark.parametrize("kind", ["sequential", "nested_and_shared"])
+def test_sequential_nested_and_shared_models_prune(kind):
+    if kind == "sequential":
+        keras.utils.set_random_seed(5)
+        model = keras.Sequential([
+            keras.Input((16, 16, 3)),
+            L.Conv2D(16, 3, activation="relu", name="c1"),
+            L.BatchNormalization(name="bn"),
+            L.Conv2D(16, 3, activation="relu", name="c2"),
+            L.GlobalAveragePooling2D(name="g"),
+            L.Dense(3, name="d"),
+        ])
+        ratios, expected_prunable = 0.5, ["c1", "c2"]
+    else:
+        model = _nested_and_shared_model()
+        ratios, expected_prunable = 0.5, ["free"]
+    analysis = ChannelGraph(model)
+    assert [g.name for g in analysis.groups if g.prunable] == expected_prunable
+    pruned, details = prune(model, ratios, round_to=1, return_details=True)
+    assert type(pruned) is type(model)
+    x = tiny_models.images(4, tuple(model.inputs[0].shape[1:]))
+    np.testing.assert_allclose(pruned(x).numpy(), masked_copy(model, analysis, details["keep"])(x).numpy(), atol=1e-4)
+    assert tfmc.count_params(pruned) < tfmc.count_params(model)
