@@ -33,7 +33,23 @@ def kept_channels(channels, keep_ratio, round_to=8):
     return int(min(kept, channels))
 
 
-class PrunePolicy:
+class _JsonPolicy:
+    """JSON round-trip and equality shared by the policies (via get_config / from_config)."""
+
+    def to_json(self, path):
+        """Write the policy to ``path`` atomically and return the path."""
+        return tfmc_io.write_json(path, self.get_config())
+
+    @classmethod
+    def from_json(cls, path):
+        """Read a policy written by ``to_json``; errors name the file and the problem."""
+        return cls.from_config(_read_json(path))
+
+    def __eq__(self, other):
+        return type(other) is type(self) and self.get_config() == other.get_config()
+
+
+class PrunePolicy(_JsonPolicy):
     """Keep ratio per channel group.
 
     Args:
@@ -75,17 +91,6 @@ class PrunePolicy:
         _check_kind(config, cls.kind)
         return cls(config["keep_ratios"], round_to=config.get("round_to", 8), metadata=config.get("metadata"))
 
-    def to_json(self, path):
-        """Write the policy to ``path`` atomically and return the path."""
-        return tfmc_io.write_json(path, self.get_config())
-
-    @classmethod
-    def from_json(cls, path):
-        return cls.from_config(_read_json(path))
-
-    def __eq__(self, other):
-        return isinstance(other, PrunePolicy) and self.get_config() == other.get_config()
-
     def __repr__(self):
         return f"PrunePolicy({self.keep_ratios!r}, round_to={self.round_to})"
 
@@ -120,7 +125,7 @@ def _check_bits(what, bits):
     return int(bits)
 
 
-class BitPolicy:
+class BitPolicy(_JsonPolicy):
     """Weight and activation bit widths per layer; layers not listed stay float.
 
     Args:
@@ -174,17 +179,6 @@ class BitPolicy:
     def from_config(cls, config):
         _check_kind(config, cls.kind)
         return cls(config["layers"], metadata=config.get("metadata"))
-
-    def to_json(self, path):
-        """Write the policy to ``path`` atomically and return the path."""
-        return tfmc_io.write_json(path, self.get_config())
-
-    @classmethod
-    def from_json(cls, path):
-        return cls.from_config(_read_json(path))
-
-    def __eq__(self, other):
-        return isinstance(other, BitPolicy) and self.get_config() == other.get_config()
 
     def __repr__(self):
         return f"BitPolicy({self.layers!r})"
