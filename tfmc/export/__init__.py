@@ -1,0 +1,337 @@
+"""Export a tf_keras model to a checked .tflite (LiteRT) file: float, dynamic, int8, QAT or mixed int4/int8.
+
+Example:
+  >>> import tfmc
+  >>> result = tfmc.export.to_tflite(model, "model.tflite", mode="int8",
+  ...                                representative_data=x_val[:100])  # doctest: +SKIP
+  >>> result.size_bytes, result.agreement.rate  # doctest: +SKIP
+"""
+import dataclasses
+import os
+
+import numpy as np
+
+from tfmc import io as tfmc_io
+from tfmc._keras import require_graph_model, tf
+from tfmc.export import bits as bits_lib
+from tfmc.export import check as check_lib
+from tfmc.export import flatbuffer
+from tfmc.policy import BitPolicy
+
+MODES = ("float32", "float16", "dynamic", "int8", "qat", "mixed")
+IO_DTYPES = ("float32", "int8")
+# Samples used by the post-export check, and by int8 calibration at most.
+CHECK_SAMPLES = 16
+CALIBRATION_SAMPLES = 200
+# Relative top-1/top-2 gap under which float rounding may swap the two (per mode).
+_TIE_TOLERANCE = {"float32": 1e-5, "float16": 2e-3}
+
+
+class ExportError(ValueError):
+    """The model cannot be exported as asked; the message says why and what was expected."""
+
+
+@dataclasses.dataclass
+class LayerExport:
+    """What one Conv / Dense / Depthwise / Separable layer became in the .tflite.
+
+    Attributes:
+      name: the Keras layer's name.
+      ops: its TFLite ops, e.g. ["CONV_2D"] (a separable layer has two).
+      weights: stored weight type per op, e.g. ["int4"] (read from the file).
+      activations: output type per op: "float32" or "int8".
+      requested: (weight_bits, activation_bits) from the policy, or None.
+      notes: each way the export differs from the request, in words.
+    """
+
+    name: str
+    ops: list
+    weights: list
+    activations: list
+    requested: tuple = None
+    notes: list = dataclasses.field(default_factory=list)
+
+    @property
+    def changed(self):
+        return bool(self.notes)
+
+
+@dataclasses.dataclass
+class ExportResult:
+    """The written file, its size, what each layer became and the post-export check."""
+
+    path: str
+    size_bytes: int
+    mode: str
+    input_dtype: str
+    output_dtype: str
+    layers: list
+    agreement: object  # check.Agreement
+    recipe: list = None  # the ai-edge-quantizer recipe (mode "mixed")
+
+    @property
+    def changed(self):
+        """{layer name: notes} for the layers whose bits were rounded to what LiteRT runs."""
+        return {layer.name: layer.notes for layer in self.layers if layer.changed}
+
+    def layer(self, name):
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise KeyError(f"no exported layer named {name!r}")
+
+    def to_markdown(self):
+        """A table of the layers (ops, weights, activations, request, notes) under a one-line summary."""
+        rows = [
+            f"{self.path}: {self.size_bytes:,} bytes, mode {self.mode}, input {self.input_dtype}, "
+            f"output {self.output_dtype}; {self.agreement}",
+            "",
+            "| layer | ops | weights | activations | requested (w, a) | notes |",
+            "|---|---|---|---|---|---|",
+        ]
+        for layer in self.layers:
+            requested = "-" if layer.requested is None else f"{layer.requested[0]}, {layer.requested[1]}"
+            rows.append(
+                f"| {layer.name} | {' + '.join(layer.ops)} | {' + '.join(layer.weights)} | "
+                f"{' + '.join(layer.activations)} | {requested} | {'; '.join(layer.notes) or '-'} |"
+            )
+        return "\n".join(rows)
+
+
+def is_qat_model(model):
+    """True when ``model`` holds tfmot quantization wrappers (a tfmc.quantize / quantize_model result)."""
+    return any(type(layer).__name__.startswith("QuantizeWrapper") for layer in model.layers)
+
+
+def _check_args(model, mode, policy, representative_data, io_dtype):
+    require_graph_model(model)
+    if mode not in MODES:
+        raise ExportError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
+    if io_dtype is not None and io_dtype not in IO_DTYPES:
+        raise ExportError(f"io_dtype must be 'float32' or 'int8', got {io_dtype!r}")
+    if io_dtype == "int8" and mode not in ("int8", "qat", "mixed"):
+        raise ExportError(f"int8 model input/output needs mode int8, qat or mixed; mode {mode!r} keeps float I/O")
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise ExportError(
+            f"export supports models with one input and one output; {model.name!r} has "
+            f"{len(model.inputs)} inputs and {len(model.outputs)} outputs"
+        )
+    qat = is_qat_model(model)
+    if mode == "qat" and not qat:
+        raise ExportError(
+            f"mode 'qat' expects a quantization-aware model (tfmc.quantize); {model.name!r} has no "
+            "QuantizeWrapper layers (use mode 'int8' for post-training quantization)"
+        )
+    if mode != "qat" and qat:
+        raise ExportError(f"{model.name!r} is a quantization-aware model; export it with mode 'qat', not {mode!r}")
+    if policy is not None and not isinstance(policy, BitPolicy):
+        raise ExportError(f"policy must be a tfmc.BitPolicy, got {type(policy).__name__}")
+    if mode == "mixed" and policy is None:
+        raise ExportError("mode 'mixed' needs policy=BitPolicy (which layers get int4 weights)")
+    if policy is not None and mode not in ("mixed", "qat"):
+        raise ExportError(f"a BitPolicy applies to modes 'mixed' and 'qat', not {mode!r}")
+    if mode == "int8" and representative_data is None:
+        raise ExportError("mode 'int8' needs representative_data (a few hundred typical inputs) to calibrate activations")
+    if mode == "mixed" and representative_data is None and io_dtype == "int8":
+        raise ExportError("int8 model I/O in mode 'mixed' needs representative_data (static int8 activations)")
+    if mode == "mixed" and representative_data is not None and io_dtype == "float32":
+        raise ExportError(
+            "mode 'mixed' with representative_data quantizes activations and model I/O to int8 "
+            "(ai-edge-quantizer static recipe); ask io_dtype='int8', or drop representative_data for float I/O"
+        )
+
+
+def _samples(model, representative_data, count, seed=0):
+    shape = tuple(model.inputs[0].shape.as_list()[1:])
+    if representative_data is None:
+        if any(d is None for d in shape):
+            raise ExportError(f"model input shape {shape} is not fixed; give representative_data to check the export")
+        return np.random.default_rng(seed).random((count,) + shape).astype(np.float32)
+    data = np.asarray(representative_data, dtype=np.float32)
+    if data.ndim != len(shape) + 1 or any(e is not None and e != g for e, g in zip(shape, data.shape[1:])):
+        raise ExportError(f"representative_data has shape {data.shape}; expected N x {shape}")
+    if len(data) == 0:
+        raise ExportError("representative_data is empty")
+    return data[:count]
+
+
+def _convert(model, mode, representative_data, io_dtype):
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if mode != "float32":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if mode == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    if mode == "int8":
+        calibration = _samples(model, representative_data, CALIBRATION_SAMPLES)
+        converter.representative_dataset = lambda: ([sample[None]] for sample in calibration)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    if io_dtype == "int8":
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    try:
+        return converter.convert()
+    except Exception as exc:  # the converter raises ConverterError and others; one clear message
+        hint = ""
+        if mode == "qat" and "must be" in str(exc) and "QI8" in str(exc):
+            hint = " (activations below 8 bits cannot be converted: LiteRT kernels take 8-bit activations)"
+        raise ExportError(f"TFLite conversion ({mode}) failed{hint}: {str(exc).strip().splitlines()[-1]}") from exc
+
+
+def _quantize_mixed(model, float_bytes, policy, representative_data):
+    from ai_edge_quantizer import quantizer
+
+    static = representative_data is not None
+    by_layer = flatbuffer.ops_by_layer(model, flatbuffer.weight_ops(float_bytes))
+    plans, notes = [], {}
+    for name, layer_bits in policy.items():
+        for op in by_layer.get(name, []):
+            plan = bits_lib.plan_op(op.op, layer_bits.weight_bits, layer_bits.activation_bits, static)
+            plans.append((op.scope, plan))
+            notes.setdefault(name, []).extend(n for n in plan.notes if n not in notes.get(name, []))
+    recipe = bits_lib.mixed_recipe(plans, static)
+    q = quantizer.Quantizer(bytearray(float_bytes))
+    q.load_quantization_recipe(recipe)
+    calibration = None
+    if static:
+        from tflite_bench.host import load_interpreter
+
+        signature = load_interpreter(float_bytes).get_signature_list()
+        key = next(iter(signature))
+        input_name = signature[key]["inputs"][0]
+        data = _samples(model, representative_data, CALIBRATION_SAMPLES)
+        calibration = q.calibrate({key: [{input_name: sample[None]} for sample in data]})
+    result = q.quantize(calibration, enable_progress_report=False)
+    planned = {scope: plan for scope, plan in plans}
+    return bytes(result.quantized_model), recipe, notes, planned
+
+
+def _layer_reports(model, tflite_bytes, mode, policy, notes, planned=None):
+    reports = []
+    for name, ops in flatbuffer.ops_by_layer(model, flatbuffer.weight_ops(tflite_bytes)).items():
+        layer_notes = list(notes.get(name, []))
+        for op in ops:
+            plan = (planned or {}).get(op.scope)
+            if plan is not None and plan.weights != op.weight_type:
+                layer_notes.append(f"{op.op} weights are {op.weight_type}, not the planned {plan.weights}")
+            elif mode in ("dynamic", "int8", "qat") and op.weight_type == "float32":
+                # The converter's dynamic-range pass leaves small weight tensors in float.
+                layer_notes.append(f"{op.op} weights left float32 by the TFLite converter")
+        requested = None
+        if policy is not None and name in policy:
+            requested = (policy[name].weight_bits, policy[name].activation_bits)
+        reports.append(LayerExport(
+            name=name, ops=[op.op for op in ops], weights=[op.weight_type for op in ops],
+            activations=[op.output_type for op in ops], requested=requested, notes=layer_notes,
+        ))
+    return reports
+
+
+def _qat_notes(policy, layers):
+    """For a QAT export with a policy: which layers' requested bits LiteRT stores differently."""
+    notes = {}
+    for layer in layers:
+        if layer.name not in policy:
+            continue
+        w, a = policy[layer.name].weight_bits, policy[layer.name].activation_bits
+        if w < 8:
+            notes.setdefault(layer.name, []).append(
+                f"weights {w} bits stored as int8 holding {2 ** w} levels (the converter writes QAT weights as int8)"
+            )
+        if a > 8 or w > 8:
+            notes.setdefault(layer.name, []).append(f"({w}, {a}) bits -> int8 (the converter emits 8-bit kernels)")
+    return notes
+
+
+def _io_dtype_of(tflite_bytes):
+    from tflite_bench.host import load_interpreter
+
+    interpreter = load_interpreter(tflite_bytes)
+    return (np.dtype(interpreter.get_input_details()[0]["dtype"]).name,
+            np.dtype(interpreter.get_output_details()[0]["dtype"]).name)
+
+
+def _unknown_policy_layers(model, policy):
+    known = {name for name, _ in flatbuffer.weighted_layers(model).values()}
+    all_names = {layer.name for layer in model.layers} | known
+    return sorted(set(policy) - all_names)
+
+
+def to_tflite(model, path, *, mode, policy=None, representative_data=None, io_dtype=None):
+    """Convert ``model`` to a .tflite file, check it in LiteRT and write it atomically.
+
+    Modes:
+      float32: plain conversion.
+      float16: weights stored as float16 (dequantized to float32 at load).
+      dynamic: int8 weights, float activations quantized at run time.
+      int8: full-integer post-training quantization calibrated on
+        ``representative_data``; model I/O float32 unless ``io_dtype="int8"``.
+      qat: convert a quantization-aware model (tfmc.quantize or tfmot's
+        quantize_model) to an int8 model; ``policy`` (optional) is the
+        request to report rounding against.
+      mixed: from ``policy``, an ai-edge-quantizer recipe that stores int4
+        weights for the CONV_2D / FULLY_CONNECTED ops of layers at 4 bits or
+        fewer and int8 weights elsewhere. With ``representative_data`` the
+        activations (and model I/O) are int8 (static); without, they stay
+        float (dynamic range). Widths LiteRT cannot run are rounded up
+        (tfmc.export.bits.plan_op) and the layer's notes say so.
+
+    Every export is loaded in the LiteRT interpreter and its top-1 output is
+    compared with the Keras model on 16 samples (the first of
+    ``representative_data``, else seeded uniform noise); float32 / float16
+    must agree on every sample that is not a near tie, or nothing is written.
+
+    Args:
+      model: a functional or Sequential tf_keras model with one input and one output.
+      path: where to write the .tflite.
+      mode: one of MODES.
+      policy: a BitPolicy (modes mixed and qat).
+      representative_data: float inputs, N x input shape (int8 needs it).
+      io_dtype: "float32" or "int8" model input/output (int8, qat, mixed).
+
+    Returns:
+      ExportResult: path, size_bytes, per-layer LayerExport list (what each
+      layer became, read back from the flatbuffer), agreement, recipe.
+
+    Raises:
+      ExportError: a bad argument (the message names it and what was
+        expected), conversion failed, or the check failed.
+
+    Example:
+      >>> policy = tfmc.BitPolicy({"conv2": (4, 8), "dw": (4, 8)})
+      >>> r = to_tflite(model, "m.tflite", mode="mixed", policy=policy)  # doctest: +SKIP
+      >>> r.layer("conv2").weights, r.changed["dw"]  # doctest: +SKIP
+      (['int4'], ['weights 4 -> 8 bits (DEPTHWISE_CONV_2D has no int4 kernel in LiteRT)'])
+    """
+    _check_args(model, mode, policy, representative_data, io_dtype)
+    if policy is not None:
+        unknown = _unknown_policy_layers(model, policy)
+        if unknown:
+            raise ExportError(f"policy names layers not in model {model.name!r}: {', '.join(unknown)}")
+    samples = _samples(model, representative_data, CHECK_SAMPLES)
+    recipe, notes, planned = None, {}, None
+    if mode == "mixed":
+        float_bytes = _convert(model, "float32", None, None)
+        try:
+            tflite_bytes, recipe, notes, planned = _quantize_mixed(model, float_bytes, policy, representative_data)
+        except Exception as exc:  # ai-edge-quantizer raises many types; one clear message
+            raise ExportError(f"ai-edge-quantizer failed on the mixed recipe: {exc}") from exc
+    else:
+        tflite_bytes = _convert(model, mode, representative_data, io_dtype)
+    try:
+        agreement = check_lib.check_tflite(
+            model, tflite_bytes, samples, exact=mode in _TIE_TOLERANCE, tie_tolerance=_TIE_TOLERANCE.get(mode, 1e-3))
+        layers = _layer_reports(model, tflite_bytes, mode, policy, notes, planned)
+    except ValueError as exc:
+        raise ExportError(f"the {mode} export of {model.name!r} failed its check: {exc}") from exc
+    if mode == "qat" and policy is not None:
+        for name, extra in _qat_notes(policy, layers).items():
+            layers[[layer.name for layer in layers].index(name)].notes.extend(extra)
+    input_dtype, output_dtype = _io_dtype_of(tflite_bytes)
+    tfmc_io.write_bytes(path, tflite_bytes)
+    return ExportResult(
+        path=os.fspath(path), size_bytes=len(tflite_bytes), mode=mode, input_dtype=input_dtype,
+        output_dtype=output_dtype, layers=layers, agreement=agreement, recipe=recipe,
+    )
+
+
+__all__ = ["ExportError", "ExportResult", "IO_DTYPES", "LayerExport", "MODES", "is_qat_model", "to_tflite"]

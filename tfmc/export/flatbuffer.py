@@ -1,0 +1,120 @@
+"""Read a .tflite flatbuffer: which ops hold each Keras layer's weights, and their stored types."""
+import dataclasses
+
+from tfmc import graph as graph_lib
+from tfmc._keras import keras
+
+# Ops whose second input is a weight tensor tfmc reports on.
+WEIGHT_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
+# Keras layer kinds (tfmc.graph.layer_kind) that become WEIGHT_OPS.
+WEIGHTED_KINDS = ("conv", "dense", "depthwise", "separable")
+
+
+def _schema():
+    from ai_edge_litert import schema_py_generated
+
+    return schema_py_generated
+
+
+def _names(enum_class):
+    return {value: name for name, value in vars(enum_class).items() if not name.startswith("_")}
+
+
+@dataclasses.dataclass
+class WeightOp:
+    """One CONV_2D / DEPTHWISE_CONV_2D / FULLY_CONNECTED op of a .tflite model."""
+
+    index: int
+    op: str  # e.g. "CONV_2D"
+    weight_type: str  # type the weights are stored in: "float32", "float16", "int8", "int4"
+    output_type: str  # type of the op's output activations
+    scope: str  # the op's output tensor names joined by ";" (ai-edge-quantizer's op scope, without the final ";")
+    tensor_names: list  # weight tensor and output tensor names, for matching to layers
+
+
+def weight_ops(tflite_bytes):
+    """The weight-holding ops of the main subgraph, in execution order.
+
+    The stored weight type follows a DEQUANTIZE feeding the op (float16 and
+    weight-only exports keep their weights behind one).
+    """
+    schema = _schema()
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(bytes(tflite_bytes), 0))
+    op_names, type_names = _names(schema.BuiltinOperator), _names(schema.TensorType)
+    subgraph = model.subgraphs[0]
+    tensors = subgraph.tensors
+
+    def op_name(op):
+        code = model.operatorCodes[op.opcodeIndex]
+        return op_names.get(max(code.builtinCode, code.deprecatedBuiltinCode), "CUSTOM")
+
+    producer = {out: op for op in subgraph.operators for out in op.outputs}
+    found = []
+    for index, op in enumerate(subgraph.operators):
+        name = op_name(op)
+        if name not in WEIGHT_OPS:
+            continue
+        weight = op.inputs[1]
+        stored = weight
+        source = producer.get(weight)
+        if source is not None and op_name(source) == "DEQUANTIZE":
+            stored = source.inputs[0]
+        outputs = [tensors[i].name.decode() for i in op.outputs]
+        found.append(WeightOp(
+            index=index,
+            op=name,
+            weight_type=type_names[tensors[stored].type].lower(),
+            output_type=type_names[tensors[op.outputs[0]].type].lower(),
+            scope=";".join(outputs),
+            tensor_names=[tensors[weight].name.decode(), tensors[stored].name.decode()] + outputs,
+        ))
+    return found
+
+
+def weighted_layers(model):
+    """{name as it appears in tensor names: (Keras layer name, layer)} for conv/dense/depthwise/separable layers.
+
+    Nested models are searched; a tfmot QuantizeWrapper appears under its
+    own name (``quant_conv1``) and is reported as the layer it wraps.
+    """
+    found = {}
+    for layer in model.layers:
+        inner = getattr(layer, "layer", None)
+        if isinstance(layer, keras.Model) and inner is None:
+            found.update(weighted_layers(layer))
+        elif inner is not None and graph_lib.layer_kind(inner) in WEIGHTED_KINDS:
+            found[layer.name] = (inner.name, inner)
+        elif graph_lib.layer_kind(layer) in WEIGHTED_KINDS:
+            found[layer.name] = (layer.name, layer)
+    return found
+
+
+def ops_by_layer(model, ops):
+    """{Keras layer name: [WeightOp, ...]}, matching tensor-name path segments to layer names.
+
+    Tensor names look like ``model/conv1/BiasAdd;model/bn1/FusedBatchNormV3``:
+    the converter fuses ops and joins their names with ";". The weight
+    tensor's names are tried before the output's, because fused outputs also
+    name the neighbouring BatchNormalization and activation layers.
+
+    Raises:
+      ValueError: a weight op matched no layer of the model.
+    """
+    layers = weighted_layers(model)
+    result = {}
+    for op in ops:
+        owner = None
+        for tensor_name in op.tensor_names:
+            for part in tensor_name.split(";"):
+                for segment in part.split("/")[:-1] or part.split("/"):
+                    if segment in layers:
+                        owner = layers[segment][0]
+                        break
+                if owner:
+                    break
+            if owner:
+                break
+        if owner is None:
+            raise ValueError(f"could not tell which layer the {op.op} op #{op.index} ({op.scope!r}) belongs to")
+        result.setdefault(owner, []).append(op)
+    return result
