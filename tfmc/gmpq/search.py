@@ -1,0 +1,382 @@
+"""The GMPQ search: a mixed-precision supernet trained with CE + lambda*L_attr + cd*L_comp.
+
+Wang et al., "Generalizable Mixed-Precision Quantization via Attribution Rank
+Preservation", ICCV 2021. The supernet is a copy of the user's model whose
+Conv2D / DepthwiseConv2D / Dense layers hold logits over candidate bit widths
+(tfmc.gmpq.layers); weights and logits step together (single-level, one
+backward pass). The float model is the frozen teacher whose Grad-CAM maps the
+supernet imitates. The policy is the per-layer argmax of the logits, repaired
+greedily until it fits the user's BOPs budget.
+"""
+import dataclasses
+import math
+import sys
+import time
+
+import numpy as np
+
+from tfmc import bops as bops_lib
+from tfmc import cost
+from tfmc._keras import keras, require_graph_model, tf
+from tfmc.gmpq import attribution
+from tfmc.gmpq.layers import MIXED_CLASSES
+from tfmc.gmpq.spaces import DEFAULT_SPACE, check_space, layer_candidates
+from tfmc.policy import BitPolicy
+from tfmc.quant.configs import quantizable_class
+
+
+@dataclasses.dataclass
+class Budget:
+    """What a space allows for a model: per-layer MACs and candidates, and BOPs anchors."""
+
+    space: str
+    macs: dict  # layer name -> MACs, every layer with multiplies
+    candidates: dict  # searched layer name -> (weight bits, activation bits), in graph order
+    int8_bops: int  # every layer that can hold bits at 8/8, the rest float
+    min_bops: int  # every searched layer at its smallest candidates, the rest float
+    max_bops: int  # every searched layer at its largest candidates, the rest float
+
+    def bops(self, policy):
+        return bops_lib.bops_of(self.macs, policy)
+
+
+def space_budget(model, space=DEFAULT_SPACE):
+    """The Budget of ``model`` in ``space`` (see Budget).
+
+    Raises:
+      ValueError: unknown space, or no layer of the model can be searched.
+    """
+    check_space(space)
+    macs = cost.macs_by_layer(model)
+    candidates = {}
+    for layer in model.layers:
+        found = layer_candidates(space, layer)
+        if found is not None and macs.get(layer.name, 0) > 0:
+            candidates[layer.name] = found
+    if not candidates:
+        raise ValueError(f"model {model.name!r} has no Conv2D, DepthwiseConv2D or Dense layer to search bit widths for")
+    pick = lambda index: BitPolicy({n: (w[index], a[index]) for n, (w, a) in candidates.items()})  # noqa: E731
+    int8 = bops_lib.uniform_policy(model, 8, 8)
+    return Budget(space, macs, candidates, bops_lib.bops_of(macs, int8), bops_lib.bops_of(macs, pick(0)),
+                  bops_lib.bops_of(macs, pick(-1)))
+
+
+def resolve_target(target, budget):
+    """Absolute BOPs for ``target``: a fraction of the 8-bit BOPs when <= 1, else absolute.
+
+    Raises:
+      ValueError: a target that is not positive, or below the minimum the
+        smallest candidates allow (the message gives that minimum).
+    """
+    if isinstance(target, bool) or not isinstance(target, (int, float)) or not target > 0 or math.isinf(target):
+        raise ValueError(f"target BOPs must be a positive number (a fraction of 8-bit BOPs if <= 1), got {target!r}")
+    absolute = int(target * budget.int8_bops) if target <= 1 else int(target)
+    if absolute < budget.min_bops:
+        raise ValueError(
+            f"target of {absolute:,} BOPs ({absolute / budget.int8_bops:.3f} of 8-bit) is below the minimum "
+            f"{budget.min_bops:,} BOPs ({budget.min_bops / budget.int8_bops:.3f} of 8-bit) that the smallest "
+            f"candidates of space {budget.space!r} allow"
+        )
+    return absolute
+
+
+def build_supernet(model, budget, calibration):
+    """A copy of ``model`` with its searched layers replaced by mixed-precision layers.
+
+    Weights are copied; ``model`` is not changed. Each mixed layer's input
+    quantizer is signed when its input went negative on ``calibration`` and
+    its clip starts at the 99.9th percentile of the input's magnitude.
+    """
+    names = list(budget.candidates)
+    probe = keras.Model(model.inputs, [model.get_layer(n).input for n in names])
+    inputs = probe(calibration, training=False)
+    inputs = inputs if isinstance(inputs, (list, tuple)) else [inputs]
+    stats = {}
+    for name, value in zip(names, inputs):
+        value = np.asarray(value)
+        clip = float(np.percentile(np.abs(value), 99.9))
+        stats[name] = (bool(value.min() < 0), clip if clip > 0 else 1.0)
+
+    def clone(layer):
+        if layer.name not in budget.candidates:
+            return layer.__class__.from_config(layer.get_config())
+        weight_bits, activation_bits = budget.candidates[layer.name]
+        signed, clip = stats[layer.name]
+        return MIXED_CLASSES[type(layer)].from_config({
+            **layer.get_config(), "weight_bits": weight_bits, "activation_bits": activation_bits,
+            "signed_input": signed, "activation_clip": clip, "per_axis": quantizable_class(layer)[2],
+        })
+
+    net = keras.models.clone_model(model, clone_function=clone)
+    for source, target in zip(model.layers, net.layers):
+        for variable, value in zip(target.weights, source.get_weights()):
+            variable.assign(value)
+    return net
+
+
+@dataclasses.dataclass
+class SearchResult:
+    """What a GMPQ search found, and what it cost.
+
+    Attributes:
+      policy: the BitPolicy (within the budget); its metadata repeats the figures below.
+      history: one dict per epoch (losses, exponent p, cd, expected and argmax BOPs).
+      search_seconds: wall time of the whole search (supernet, teacher maps, training, repair).
+      target_bops / achieved_bops / int8_bops / min_bops: BOPs of the budget, the policy,
+        all layers at 8/8, and the smallest candidates.
+      repairs: the (layer, "weight"|"activation", from bits, to bits) steps that brought
+        the argmax policy within the budget.
+      samples: how many training samples the search saw.
+      supernet: the trained mixed-precision model.
+    """
+
+    policy: BitPolicy
+    history: list
+    search_seconds: float
+    target_bops: int
+    achieved_bops: int
+    int8_bops: int
+    min_bops: int
+    repairs: list
+    samples: int
+    supernet: object = None
+
+
+def _as_arrays(data):
+    if hasattr(data, "x_train"):
+        return np.asarray(data.x_train, np.float32), np.asarray(data.y_train).astype(np.int64)
+    x, y = data
+    return np.asarray(x, np.float32), np.asarray(y).astype(np.int64)
+
+
+def _outputs_probabilities(model):
+    last = model.layers[-1]
+    activation = getattr(last, "activation", None)
+    return isinstance(last, keras.layers.Softmax) or getattr(activation, "__name__", "") == "softmax"
+
+
+def teacher_maps(model, x, batch_size=128):
+    """Grad-CAM maps of the float model on ``x`` at its last conv feature map (numpy, N x H x W)."""
+    features = attribution.feature_model(model)
+    return np.concatenate(
+        [attribution.attribution_map(features, x[i:i + batch_size])[0].numpy() for i in range(0, len(x), batch_size)]
+    )
+
+
+def _probabilities(layers):
+    return {layer.name: [p.numpy() for p in layer.bit_probabilities()] for layer in layers}
+
+
+def argmax_policy(layers):
+    """The per-layer argmax of the weight and activation logits, as a BitPolicy."""
+    choices = {}
+    for layer in layers:
+        pw, pa = (p.numpy() for p in layer.bit_probabilities())
+        choices[layer.name] = (layer.weight_bits[int(np.argmax(pw))], layer.activation_bits[int(np.argmax(pa))])
+    return BitPolicy(choices)
+
+
+def repair_policy(policy, probabilities, budget, target):
+    """Lower bits until ``policy`` fits ``target`` BOPs, where the logits are least sure first.
+
+    Each step lowers one layer's weight or activation bits to the next smaller
+    candidate; the step taken is the one whose current choice has the smallest
+    probability margin over that smaller candidate (ties: the larger BOPs
+    saving). It always ends within budget when ``target >= budget.min_bops``.
+
+    Returns:
+      (repaired BitPolicy, [(layer, "weight"|"activation", from bits, to bits)]).
+    """
+    bits = {name: [policy[name].weight_bits, policy[name].activation_bits] for name in policy}
+    steps = []
+    while budget.bops(BitPolicy({n: tuple(b) for n, b in bits.items()})) > target:
+        moves = []
+        for name, (w, a) in bits.items():
+            for slot, kind in enumerate(("weight", "activation")):
+                options = budget.candidates[name][slot]
+                index = options.index(bits[name][slot])
+                if index == 0:
+                    continue
+                probs = probabilities[name][slot]
+                margin = float(probs[index] - probs[index - 1])
+                other = a if slot == 0 else w
+                saving = budget.macs[name] * (options[index] - options[index - 1]) * other
+                moves.append((margin, -saving, name, slot, kind, options[index - 1]))
+        if not moves:
+            raise ValueError(f"cannot reach {target:,} BOPs: every layer is at its smallest candidate")
+        margin, _, name, slot, kind, lower = min(moves)
+        steps.append((name, kind, bits[name][slot], lower))
+        bits[name][slot] = lower
+    return BitPolicy({n: tuple(b) for n, b in bits.items()}), steps
+
+
+def search(model, data, *, target_bops, space=DEFAULT_SPACE, search_fraction=0.1, epochs=25, batch_size=32,
+           attribution_weight=20.0, complexity_weight=3e-4, adapt_complexity=True, exponent="capacity", rho=24.0,
+           weight_lr=0.01, alpha_lr=0.1, momentum=0.9, weight_decay=1e-4, seed=0, strategy=None, verbose=True,
+           log=None):
+    """Search per-layer bit widths with GMPQ and return a policy within a BOPs budget.
+
+    The loss is CE + lambda * L_attr + cd * L_comp (Wang et al., ICCV 2021):
+    L_attr compares the Grad-CAM map of the supernet with the frozen float
+    model's map raised to the exponent p (capacity-aware: p = rho * mean over
+    layers of 1/(E[b_w] E[b_a]); or a fixed number), and L_comp =
+    sum_l MACs_l E[b_w,l] E[b_a,l] / MACs of the first layer. Weights step
+    with SGD (momentum, weight decay) and the bit logits with their own SGD;
+    both learning rates fall x0.1 every 10 epochs. With ``adapt_complexity``
+    cd is tuned during the search: after every step it is scaled up while
+    the expected BOPs exceed the target and down while below. At the end the
+    argmax policy is repaired greedily (``repair_policy``) so it never
+    exceeds the target.
+
+    Args:
+      model: the trained float tf_keras model (functional or Sequential, one
+        output, a conv layer before the classifier). It is not changed.
+      data: a tfmc.data.Dataset (its training split is used) or (x, y) arrays.
+      target_bops: a fraction of the model's 8-bit BOPs (<= 1) or absolute BOPs.
+      space: "litert" (weights {4, 8} on Conv2D / Dense, 8 on depthwise,
+        activations 8) or "gmpq" (weights and activations {2, 3, 4, 6}).
+      search_fraction: the share of the training data the search learns on.
+      epochs, batch_size: search length.
+      attribution_weight: lambda (0 disables attribution: the ablation).
+      complexity_weight: cd, or its start value with ``adapt_complexity``.
+      adapt_complexity: tune cd towards the target during the search.
+      exponent: "capacity" for the capacity-aware p, or a fixed positive p.
+      rho: scale of the capacity-aware exponent (24 in the paper).
+      weight_lr, alpha_lr, momentum, weight_decay: the two SGD optimizers.
+      seed: data subset, shuffling and initial state.
+      strategy: a tf.distribute.Strategy; None uses the default strategy.
+      verbose, log: one progress line per epoch to ``log`` (default stderr).
+
+    Returns:
+      A SearchResult.
+
+    Raises:
+      ValueError: an unknown space, a target below the smallest candidates'
+        BOPs (the message names the minimum), a model without a conv layer,
+        or a bad fraction / exponent.
+
+    Example:
+      >>> result = tfmc.gmpq.search(model, tfmc.data.load("digits"), target_bops=0.6)
+      >>> result.policy.to_json("bits.json"); result.achieved_bops <= result.target_bops
+      True
+    """
+    start = time.perf_counter()
+    log = log or sys.stderr
+    require_graph_model(model)
+    if not 0 < search_fraction <= 1:
+        raise ValueError(f"search_fraction must be in (0, 1], got {search_fraction!r}")
+    capacity = exponent == "capacity"
+    if not capacity and (isinstance(exponent, str) or not exponent > 0):
+        raise ValueError(f"exponent must be 'capacity' or a positive number, got {exponent!r}")
+    feature_name = attribution.feature_layer(model)
+    budget = space_budget(model, space)
+    target = resolve_target(target_bops, budget)
+
+    x, y = _as_arrays(data)
+    rng = np.random.default_rng(seed)
+    keep = max(1, int(math.ceil(search_fraction * len(x))))
+    order = np.sort(rng.permutation(len(x))[:keep])
+    x, y = x[order], y[order]
+    batch = min(batch_size, len(x))
+    steps_per_epoch = len(x) // batch
+    teacher = teacher_maps(model, x) if attribution_weight > 0 else np.zeros((len(x), 1, 1), np.float32)
+    keras.utils.set_random_seed(seed)
+
+    strategy = strategy or tf.distribute.get_strategy()
+    replicas = strategy.num_replicas_in_sync
+    with strategy.scope():
+        net = build_supernet(model, budget, x[: min(len(x), 256)])
+        student = attribution.feature_model(net, feature_name)
+        mixed = [net.get_layer(n) for n in budget.candidates]
+        alphas = [v for layer in mixed for v in layer.architecture_variables]
+        alpha_ids = {id(v) for v in alphas}
+        weights = [v for v in net.trainable_variables if id(v) not in alpha_ids]
+
+        def schedule(lr):
+            bounds = [10 * steps_per_epoch, 20 * steps_per_epoch]
+            return keras.optimizers.schedules.PiecewiseConstantDecay(bounds, [lr, lr * 0.1, lr * 0.01])
+
+        weight_opt = keras.optimizers.SGD(schedule(weight_lr), momentum=momentum, weight_decay=weight_decay)
+        alpha_opt = keras.optimizers.SGD(schedule(alpha_lr), momentum=momentum)
+        cd = tf.Variable(float(complexity_weight), trainable=False, dtype=tf.float32)
+
+    macs = tf.constant([float(budget.macs[n]) for n in budget.candidates]) / float(budget.macs[next(iter(budget.candidates))])
+    from_probabilities = _outputs_probabilities(model)
+    lam = float(attribution_weight)
+
+    def replica_step(xb, yb, tb):
+        with tf.GradientTape() as tape:
+            if lam > 0:
+                maps, scores = attribution.attribution_map(student, xb)
+            else:
+                scores = student(xb, training=False)[1]
+            ce = keras.losses.sparse_categorical_crossentropy(yb, scores, from_logits=not from_probabilities)
+            expected = [layer.expected_bits() for layer in mixed]
+            comp = tf.reduce_sum(macs * tf.stack([w * a for w, a in expected]))
+            p = attribution.capacity_exponent(expected, rho) if capacity else tf.constant(float(exponent))
+            attr = attribution.attribution_loss(tb, maps, p, per_sample=True) if lam > 0 else tf.zeros_like(ce)
+            loss = (tf.reduce_sum(ce) + lam * tf.reduce_sum(attr)) / float(batch * replicas) + cd * comp / replicas
+        grads = tape.gradient(loss, weights + alphas)
+        weight_opt.apply_gradients([(g, v) for g, v in zip(grads[: len(weights)], weights) if g is not None])
+        alpha_opt.apply_gradients([(g, v) for g, v in zip(grads[len(weights):], alphas) if g is not None])
+        return tf.reduce_sum(ce), tf.reduce_sum(attr), comp, p
+
+    @tf.function
+    def train_step(xb, yb, tb):
+        ce, attr, comp, p = strategy.run(replica_step, args=(xb, yb, tb))
+        total = lambda v: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)  # noqa: E731
+        mean = lambda v: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)  # noqa: E731
+        return total(ce), total(attr), mean(comp), mean(p)
+
+    dataset = tf.data.Dataset.from_tensor_slices((x, y, teacher)).shuffle(len(x), seed=seed).batch(batch, drop_remainder=True)
+    dataset = strategy.experimental_distribute_dataset(dataset)
+    history = []
+    for epoch in range(epochs):
+        tick = time.perf_counter()
+        sums = np.zeros(4)
+        for xb, yb, tb in dataset:
+            ce, attr, comp, p = (float(v) for v in train_step(xb, yb, tb))
+            sums += (ce, attr, comp, p)
+            expected_bops = _expected_bops(mixed, budget)
+            if adapt_complexity:
+                # Multiplicative tuning of cd: the soft BOPs are pulled to the target.
+                cd.assign(float(np.clip(cd.numpy() * math.exp(0.2 * (expected_bops / target - 1.0)), 1e-9, 1e3)))
+        n = steps_per_epoch * batch
+        argmax_bops = budget.bops(argmax_policy(mixed))
+        row = {
+            "epoch": epoch + 1, "ce": sums[0] / n, "attr": sums[1] / n, "comp": sums[2] / steps_per_epoch,
+            "p": sums[3] / steps_per_epoch, "cd": float(cd.numpy()),
+            "expected_bops": int(expected_bops), "argmax_bops": int(argmax_bops), "seconds": time.perf_counter() - tick,
+        }
+        history.append(row)
+        if verbose:
+            print(
+                f"gmpq epoch {row['epoch']}/{epochs}  ce {row['ce']:.4f}  attr {row['attr']:.4f}  p {row['p']:.2f}  "
+                f"cd {row['cd']:.2e}  E[BOPs] {expected_bops / budget.int8_bops:.3f}  argmax "
+                f"{argmax_bops / budget.int8_bops:.3f} of 8-bit (target {target / budget.int8_bops:.3f})  "
+                f"{row['seconds']:.1f}s",
+                file=log, flush=True,
+            )
+
+    chosen = argmax_policy(mixed)
+    policy, repairs = repair_policy(chosen, _probabilities(mixed), budget, target)
+    achieved = budget.bops(policy)
+    seconds = time.perf_counter() - start
+    policy.metadata.update({
+        "method": "gmpq", "space": space, "target_bops": target, "achieved_bops": achieved,
+        "int8_bops": budget.int8_bops, "fraction_of_int8": achieved / budget.int8_bops,
+        "search_fraction": search_fraction, "search_samples": int(len(x)), "search_seconds": seconds,
+        "epochs": epochs, "attribution_weight": lam, "exponent": exponent, "final_cd": float(cd.numpy()),
+        "argmax_bops": budget.bops(chosen), "repairs": [list(r) for r in repairs],
+    })
+    return SearchResult(policy, history, seconds, target, achieved, budget.int8_bops, budget.min_bops, repairs,
+                        int(len(x)), net)
+
+
+def _expected_bops(mixed, budget):
+    """BOPs with each searched layer at its expected bits (the rest float)."""
+    total = sum(m * bops_lib.FLOAT_BITS ** 2 for n, m in budget.macs.items() if n not in budget.candidates)
+    for layer in mixed:
+        w, a = (float(v) for v in layer.expected_bits())
+        total += budget.macs[layer.name] * w * a
+    return total

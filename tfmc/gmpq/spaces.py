@@ -1,0 +1,43 @@
+"""Search spaces: which bit widths each kind of layer may take."""
+from tfmc import graph as graph_lib
+from tfmc._keras import keras
+
+L = keras.layers
+
+# space -> layer kind -> (candidate weight bits, candidate activation bits)
+SPACES = {
+    # The paper's simulated space (Wang et al., ICCV 2021): {2, 3, 4, 6} for both.
+    "gmpq": {
+        "conv": ((2, 3, 4, 6), (2, 3, 4, 6)),
+        "dense": ((2, 3, 4, 6), (2, 3, 4, 6)),
+        "depthwise": ((2, 3, 4, 6), (2, 3, 4, 6)),
+    },
+    # What LiteRT executes: int4 or int8 weights on CONV_2D and FULLY_CONNECTED,
+    # int8 on DEPTHWISE_CONV_2D, 8-bit activations.
+    "litert": {
+        "conv": ((4, 8), (8,)),
+        "dense": ((4, 8), (8,)),
+        "depthwise": ((8,), (8,)),
+    },
+}
+DEFAULT_SPACE = "litert"
+_SEARCHABLE_CLASSES = (L.Conv2D, L.DepthwiseConv2D, L.Dense)
+
+
+def check_space(space):
+    """Return ``space`` if it is a known space name, else raise ValueError listing them."""
+    if space not in SPACES:
+        raise ValueError(f"unknown search space {space!r}; expected one of {sorted(SPACES)}")
+    return space
+
+
+def layer_candidates(space, layer):
+    """(weight bit candidates, activation bit candidates) of ``layer`` in ``space``, or None.
+
+    None means the layer is not searched and stays float: layers without
+    multiplies, and kinds the mixed-precision layers do not cover
+    (SeparableConv2D, Conv1D, Conv3D, transposed convolutions).
+    """
+    if type(layer) not in _SEARCHABLE_CLASSES:
+        return None
+    return SPACES[check_space(space)].get(graph_lib.layer_kind(layer))
