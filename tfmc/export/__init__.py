@@ -226,19 +226,22 @@ def _layer_reports(model, tflite_bytes, mode, policy, notes, planned=None):
     return reports
 
 
+_STORED_BITS = {"int4": 4, "int8": 8, "int16": 16}
+
+
 def _qat_notes(policy, layers):
-    """For a QAT export with a policy: which layers' requested bits LiteRT stores differently."""
+    """For a QAT export with a policy: where the stored widths differ from the requested bits."""
     notes = {}
     for layer in layers:
         if layer.name not in policy:
             continue
         w, a = policy[layer.name].weight_bits, policy[layer.name].activation_bits
-        if w < 8:
-            notes.setdefault(layer.name, []).append(
-                f"weights {w} bits stored as int8 holding {2 ** w} levels (the converter writes QAT weights as int8)"
-            )
-        if a > 8 or w > 8:
-            notes.setdefault(layer.name, []).append(f"({w}, {a}) bits -> int8 (the converter emits 8-bit kernels)")
+        for op, stored in zip(layer.ops, layer.weights):
+            if _STORED_BITS.get(stored, 0) > w:
+                notes.setdefault(layer.name, []).append(
+                    f"{op} weights {w} bits stored as {stored} holding {2 ** w} levels")
+        if a > 8:
+            notes.setdefault(layer.name, []).append(f"activations {a} bits -> int8 (the converter emits 8-bit kernels)")
     return notes
 
 
