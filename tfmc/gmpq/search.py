@@ -23,6 +23,7 @@ from tfmc.gmpq.layers import MIXED_CLASSES
 from tfmc.gmpq.spaces import DEFAULT_SPACE, check_space, layer_candidates
 from tfmc.policy import BitPolicy
 from tfmc.quant.configs import quantizable_class
+from tfmc.quant.train import outputs_probabilities
 
 
 @dataclasses.dataclass
@@ -147,12 +148,6 @@ def _as_arrays(data):
         return np.asarray(data.x_train, np.float32), np.asarray(data.y_train).astype(np.int64)
     x, y = data
     return np.asarray(x, np.float32), np.asarray(y).astype(np.int64)
-
-
-def _outputs_probabilities(model):
-    last = model.layers[-1]
-    activation = getattr(last, "activation", None)
-    return isinstance(last, keras.layers.Softmax) or getattr(activation, "__name__", "") == "softmax"
 
 
 def teacher_maps(model, x, batch_size=128):
@@ -301,7 +296,7 @@ def search(model, data, *, target_bops, space=DEFAULT_SPACE, search_fraction=0.1
         cd = tf.Variable(float(complexity_weight), trainable=False, dtype=tf.float32)
 
     macs = tf.constant([float(budget.macs[n]) for n in budget.candidates]) / float(budget.macs[next(iter(budget.candidates))])
-    from_probabilities = _outputs_probabilities(model)
+    from_probabilities = outputs_probabilities(model)
     lam = float(attribution_weight)
 
     def replica_step(xb, yb, tb):

@@ -1,0 +1,113 @@
+"""`tfmc quantize MODEL`: apply per-layer bit widths, or search them with GMPQ, then train with QAT."""
+import json
+import os
+import sys
+
+
+def register(sub):
+    p = sub.add_parser(
+        "quantize",
+        help="per-layer bit widths: given (--bits) or searched by GMPQ under a BOPs budget (--target-bops), then QAT",
+        description=(
+            "Writes to --out: policy.json, bits.png, qat.keras, summary.md and, with a conv layer, attribution.png; "
+            "a search adds history.json. --target-bops <= 1 is a fraction of the model's 8-bit BOPs, "
+            "larger values are absolute BOPs."
+        ),
+    )
+    p.add_argument("model", help=".keras / .h5 file or SavedModel folder")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--bits", help="BitPolicy JSON file to apply")
+    source.add_argument("--target-bops", type=float, help="BOPs budget: fraction of 8-bit (<= 1) or absolute")
+    p.add_argument("--data", required=True, help="digits or an .npz with x and y")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--space", default="litert", choices=["litert", "gmpq"],
+                   help="litert: weights {4,8} (depthwise 8), activations 8 (default); gmpq: {2,3,4,6} simulated")
+    p.add_argument("--search-fraction", type=float, default=0.1, help="share of the training data the search sees (default 0.1)")
+    p.add_argument("--search-epochs", type=int, default=25, help="search epochs (default 25)")
+    p.add_argument("--lambda", dest="attribution_weight", type=float, default=20.0, help="attribution loss weight (default 20)")
+    p.add_argument("--qat-epochs", type=int, default=3, help="quantization-aware training epochs (default 3)")
+    p.add_argument("--qat-lr", type=float, default=1e-3, help="QAT learning rate, Adam (default 1e-3)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(run=run)
+    return p
+
+
+def _load_policy(path):
+    from tfmc.cli import UsageError
+    from tfmc.policy import BitPolicy
+
+    if not os.path.exists(path):
+        raise UsageError(f"--bits {path!r} does not exist")
+    try:
+        return BitPolicy.from_json(path)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UsageError(f"--bits {path}: not a valid BitPolicy ({exc})") from None
+
+
+def _attribution_figure(model, qat, dataset, path, count=4):
+    from tfmc.gmpq import attribution, plots
+
+    name = attribution.feature_layer(model)
+    qat_name = "quant_" + name if "quant_" + name in [layer.name for layer in qat.layers] else name
+    x = dataset.x_test[:count]
+    float_maps = attribution.attribution_map(attribution.feature_model(model, name), x)[0].numpy()
+    qat_maps = attribution.attribution_map(attribution.feature_model(qat, qat_name), x)[0].numpy()
+    return plots.plot_attribution(x, float_maps, qat_maps, path, labels=("float", "quantized (QAT)"))
+
+
+def run(args):
+    from tfmc import bops, data, io
+    from tfmc.cli import UsageError
+    from tfmc.gmpq import plots
+    from tfmc.quant import quantize
+    from tfmc.quant.train import accuracy, fine_tune
+
+    if args.qat_epochs < 0 or args.search_epochs < 1:
+        raise UsageError("--qat-epochs must be >= 0 and --search-epochs >= 1")
+    if not 0 < args.search_fraction <= 1:
+        raise UsageError(f"--search-fraction must be in (0, 1], got {args.search_fraction}")
+    model = io.load_model(args.model)
+    dataset = data.load(args.data, image_size=model.inputs[0].shape[1])
+    data.check_fits(dataset, model)
+    os.makedirs(args.out, exist_ok=True)
+    try:
+        if args.bits:
+            policy = _load_policy(args.bits)
+            bops.check_policy_layers(model, policy)
+        else:
+            from tfmc import gmpq
+
+            result = gmpq.search(
+                model, dataset, target_bops=args.target_bops, space=args.space, search_fraction=args.search_fraction,
+                epochs=args.search_epochs, attribution_weight=args.attribution_weight, seed=args.seed,
+            )
+            policy = result.policy
+            io.write_json(os.path.join(args.out, "history.json"), result.history)
+            print(f"search: {result.search_seconds:.1f} s on {result.samples} images; "
+                  f"{result.achieved_bops:,} BOPs of a {result.target_bops:,} target", file=sys.stderr)
+        qat = quantize(model, policy)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    policy.to_json(os.path.join(args.out, "policy.json"))
+    plots.plot_bits(policy, os.path.join(args.out, "bits.png"))
+    if args.qat_epochs:
+        fine_tune(qat, dataset, epochs=args.qat_epochs, learning_rate=args.qat_lr, verbose=2)
+    io.save_model(qat, os.path.join(args.out, "qat.keras"))
+    try:
+        _attribution_figure(model, qat, dataset, os.path.join(args.out, "attribution.png"))
+    except ValueError as exc:
+        print(f"no attribution figure: {exc}", file=sys.stderr)
+    int8 = bops.count_bops(model, bops.uniform_policy(model, 8, 8))
+    rows = [("float", model, None), (f"QAT ({args.qat_epochs} epochs)", qat, policy)]
+    lines = ["| model | test accuracy | BOPs | of 8-bit BOPs | packed size (params x bits / 8), bytes |",
+             "|---|---:|---:|---:|---:|"]
+    for label, m, p in rows:
+        count = bops.count_bops(model, p)
+        lines.append(f"| {label} | {accuracy(m, dataset.x_test, dataset.y_test):.4f} | {count:,} | {count / int8:.3f} "
+                     f"| {bops.packed_size_bytes(model, p):,} |")
+    summary = "\n".join(lines)
+    io.write_text(os.path.join(args.out, "summary.md"), summary + "\n")
+    print(summary)
+    print(json.dumps({n: [b.weight_bits, b.activation_bits] for n, b in policy.items()}))
+    print(f"saved {args.out}")
+    return 0
