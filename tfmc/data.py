@@ -1,17 +1,35 @@
-"""Datasets by name: the built-in digits, .npz files (more sources land with the demo issue).
+"""Datasets by name: built-in digits, prepared tfds datasets, image folders and .npz files.
 
 Every loader returns a ``Dataset`` of float32 images in [0, 1] (NHWC) and
-integer labels, split deterministically into train / val / test.
+integer labels, split deterministically into train / val / test: a source's
+own validation and test splits are kept, and whatever is missing is carved
+out of its training images by a permutation drawn from ``seed``.
+``as_tf_dataset`` turns any of the arrays into the one tf.data pipeline the
+training code uses.
 """
 import dataclasses
 import os
 
 import numpy as np
 
+# Accepted ``spec`` forms, quoted by the error for an unknown one.
+ACCEPTED = (
+    "'digits', 'tfds:NAME[:SPLIT]' (prepared in data_dir / --data-dir), "
+    "a folder of class sub-folders of images, or an .npz file with arrays x and y"
+)
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+# Folder and tfds split names, mapped to the three splits of a Dataset.
+_SPLIT_ALIASES = {"train": "train", "validation": "validation", "val": "validation", "valid": "validation",
+                  "test": "test"}
+
 
 @dataclasses.dataclass
 class Dataset:
-    """Arrays of one dataset, split three ways. ``x_*`` NHWC float32 in [0, 1], ``y_*`` int64."""
+    """Arrays of one dataset, split three ways. ``x_*`` NHWC float32 in [0, 1], ``y_*`` int64.
+
+    ``class_names`` holds the label names where the source has them (image
+    folders, tfds ClassLabel features), else is empty.
+    """
 
     name: str
     x_train: np.ndarray
@@ -21,6 +39,7 @@ class Dataset:
     x_test: np.ndarray
     y_test: np.ndarray
     num_classes: int
+    class_names: tuple = ()
 
     @property
     def input_shape(self):
@@ -31,20 +50,63 @@ class DataError(ValueError):
     """The data spec cannot be read or does not fit."""
 
 
-def _split(name, x, y, seed, val_fraction=0.15, test_fraction=0.15):
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(x))
+def _assemble(name, parts, seed, num_classes=None, class_names=(), val_fraction=0.15, test_fraction=0.15):
+    """A Dataset from ``parts`` ({'train': (x, y), optionally 'validation' and 'test'}).
+
+    The training part is permuted with ``seed``; a missing validation or test
+    part takes ``val_fraction`` / ``test_fraction`` of it, in that order
+    after the images kept for training.
+    """
+    x, y = parts["train"]
+    order = np.random.default_rng(seed).permutation(len(x))
     x, y = x[order], y[order]
-    n_test = int(round(len(x) * test_fraction))
-    n_val = int(round(len(x) * val_fraction))
+    n_val = 0 if "validation" in parts else int(round(len(x) * val_fraction))
+    n_test = 0 if "test" in parts else int(round(len(x) * test_fraction))
     n_train = len(x) - n_val - n_test
+    if n_train < 1:
+        raise DataError(f"data {name!r} has {len(x)} training images; too few to split into train / val / test")
+    x_val, y_val = parts.get("validation", (x[n_train:n_train + n_val], y[n_train:n_train + n_val]))
+    x_test, y_test = parts.get("test", (x[n_train + n_val:], y[n_train + n_val:]))
+    if num_classes is None:
+        num_classes = int(max(labels.max() for labels in (y, y_val, y_test) if len(labels))) + 1
     return Dataset(
         name=name,
         x_train=x[:n_train], y_train=y[:n_train],
-        x_val=x[n_train:n_train + n_val], y_val=y[n_train:n_train + n_val],
-        x_test=x[n_train + n_val:], y_test=y[n_train + n_val:],
-        num_classes=int(y.max()) + 1,
+        x_val=x_val, y_val=y_val,
+        x_test=x_test, y_test=y_test,
+        num_classes=num_classes,
+        class_names=tuple(class_names),
     )
+
+
+def _size_pair(image_size):
+    """``image_size`` as (height, width), or None for "keep the source's size"."""
+    if image_size is None:
+        return None
+    if isinstance(image_size, (int, np.integer)):
+        return int(image_size), int(image_size)
+    height, width = image_size
+    return int(height), int(width)
+
+
+def _fit_images(x, size, channels):
+    """Resize float images (HWC or NHWC) to ``size`` and convert them to ``channels`` channels."""
+    from tfmc._keras import tf
+
+    if size is not None and tuple(x.shape[-3:-1]) != size:
+        x = tf.image.resize(x, size).numpy()
+    have = x.shape[-1]
+    if channels is None or channels == have:
+        pass
+    elif have in (2, 4):  # grey + alpha, RGB + alpha: drop the alpha, then convert the rest
+        return _fit_images(x[..., :have - 1], None, channels)
+    elif have == 1:
+        x = np.repeat(x, channels, axis=-1)
+    elif have == 3 and channels == 1:
+        x = tf.image.rgb_to_grayscale(x).numpy()
+    else:
+        raise DataError(f"cannot convert images with {have} channels to {channels}")
+    return np.clip(x, 0.0, 1.0).astype(np.float32)
 
 
 def digits(size=32, channels=3, seed=0):
@@ -54,6 +116,11 @@ def digits(size=32, channels=3, seed=0):
     by nearest-neighbour repetition when ``size`` is a multiple of 8 (else
     bilinear) and repeated to ``channels`` channels; split 70/15/15 with
     ``seed``.
+
+    Example:
+      >>> data = digits(size=16, channels=1)
+      >>> data.input_shape, data.num_classes
+      ((16, 16, 1), 10)
     """
     from sklearn.datasets import load_digits
 
@@ -63,15 +130,31 @@ def digits(size=32, channels=3, seed=0):
         if size % 8 == 0:
             x = np.repeat(np.repeat(x, size // 8, axis=1), size // 8, axis=2)
         else:
-            import tensorflow as tf
-
-            x = tf.image.resize(x, (size, size)).numpy()
+            x = _fit_images(x, (size, size), None)
     x = np.repeat(x, channels, axis=-1).astype(np.float32)
-    return _split("digits", x, raw.target.astype(np.int64), seed)
+    return _assemble("digits", {"train": (x, raw.target.astype(np.int64))}, seed)
 
 
-def from_npz(path, seed=0):
-    """An .npz holding ``x`` (N x H x W x C, or N x H x W) and ``y`` (N integer labels)."""
+def from_npz(path, seed=0, *, image_size=None, channels=None):
+    """An .npz holding ``x`` (N x H x W x C, or N x H x W) and ``y`` (N integer labels).
+
+    Args:
+      path: the .npz file.
+      seed: seeds the 70/15/15 train / val / test split.
+      image_size: int or (height, width) to resize to; None keeps the stored size.
+      channels: channels to convert to (1 or 3); None keeps the stored ones.
+
+    Returns:
+      A Dataset. Values above 1 are taken as 0..255 pixels and divided by 255.
+
+    Raises:
+      DataError: the file is missing, lacks x or y, or their shapes disagree.
+
+    Example:
+      >>> np.savez("d.npz", x=np.zeros((20, 8, 8)), y=np.arange(20) % 2)
+      >>> from_npz("d.npz", image_size=16, channels=3).input_shape
+      (16, 16, 3)
+    """
     if not os.path.exists(path):
         raise DataError(f"{path!r} does not exist")
     with np.load(path) as f:
@@ -86,25 +169,336 @@ def from_npz(path, seed=0):
     x = x.astype(np.float32)
     if x.max() > 1.0:
         x = x / 255.0
-    return _split(os.path.basename(path), x, y.astype(np.int64).reshape(-1), seed)
+    x = _fit_images(x, _size_pair(image_size), channels)
+    return _assemble(os.path.basename(path), {"train": (x, y.astype(np.int64).reshape(-1))}, seed)
 
 
-def load(spec, *, image_size=None, seed=0):
-    """Load a dataset by its command-line name: ``digits`` or a path to an .npz.
+def _image_files(folder):
+    return sorted(
+        os.path.join(folder, f) for f in os.listdir(folder)
+        if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(folder, f))
+    )
+
+
+def _subfolders(folder):
+    return sorted(f for f in os.listdir(folder) if not f.startswith(".") and os.path.isdir(os.path.join(folder, f)))
+
+
+def _decode_image(path, size, channels):
+    from tfmc._keras import tf
+
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        image = tf.io.decode_image(raw, expand_animations=False)
+    except (tf.errors.InvalidArgumentError, ValueError) as exc:
+        reason = str(getattr(exc, "message", exc)).strip().splitlines()[0]
+        raise DataError(f"cannot decode image {path!r}: {reason}") from None
+    image = tf.image.convert_image_dtype(image, tf.float32).numpy()
+    return _fit_images(image, size, channels)
+
+
+def _read_class_folders(folder, class_names, size, channels):
+    """Images and labels of ``folder``/CLASS/*; labels index ``class_names``."""
+    images, labels, first = [], [], None
+    for label, class_name in enumerate(class_names):
+        class_folder = os.path.join(folder, class_name)
+        if not os.path.isdir(class_folder):
+            continue  # a class may be absent from a validation or test split
+        files = _image_files(class_folder)
+        if not files:
+            raise DataError(f"class folder {class_folder!r} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+        for path in files:
+            image = _decode_image(path, size, channels)
+            if first is None:
+                first = (path, image.shape)
+            elif image.shape != first[1]:
+                raise DataError(
+                    f"images differ in size ({first[0]!r} is {first[1][:2]}, {path!r} is {image.shape[:2]}); "
+                    "pass image_size to resize them"
+                )
+            images.append(image)
+            labels.append(label)
+    return np.stack(images), np.asarray(labels, dtype=np.int64)
+
+
+def from_folder(root, *, image_size=None, channels=3, seed=0):
+    """Images in class sub-folders: ROOT/CLASS/*.png, or ROOT/SPLIT/CLASS/*.png.
+
+    The second layout (tfds ImageFolder's) is recognised when every
+    sub-folder of ROOT is a split name (train, validation or val, test) and
+    train is among them; splits it lacks are carved from train. In the first
+    layout all images are split 70/15/15 with ``seed``. Labels index the
+    sorted class folder names; files whose suffix is not an image suffix
+    (.png, .jpg, .jpeg, .bmp, .gif) are ignored.
+
+    Args:
+      root: the folder.
+      image_size: int or (height, width) every image is resized to; None
+        keeps the images' size, which must then be the same for all.
+      channels: 3 (RGB; grey images are repeated, alpha dropped) or 1.
+      seed: seeds the split.
+
+    Returns:
+      A Dataset with ``class_names``.
 
     Raises:
-      DataError: the name is unknown or the file does not fit.
+      DataError: ROOT is missing or has no class folders, a class folder is
+        empty, an image cannot be decoded, or sizes differ without image_size.
+
+    Example:
+      >>> data = from_folder("flowers/", image_size=64)  # flowers/daisy/*.jpg, flowers/rose/*.jpg
+      >>> data.class_names
+      ('daisy', 'rose')
     """
+    if not os.path.isdir(root):
+        raise DataError(f"image folder {root!r} does not exist")
+    subfolders = _subfolders(root)
+    layout = "ROOT/CLASS/*.png or ROOT/SPLIT/CLASS/*.png"
+    if not subfolders:
+        raise DataError(f"image folder {root!r} has no class sub-folders (expected {layout})")
+    size = _size_pair(image_size)
+    name = os.path.basename(os.path.normpath(root))
+    by_split = "train" in subfolders and all(f in _SPLIT_ALIASES for f in subfolders)
+    if not by_split:
+        x, y = _read_class_folders(root, subfolders, size, channels)
+        return _assemble(name, {"train": (x, y)}, seed, len(subfolders), subfolders)
+    class_names = _subfolders(os.path.join(root, "train"))
+    if not class_names:
+        raise DataError(f"image folder {os.path.join(root, 'train')!r} has no class sub-folders (expected {layout})")
+    parts = {}
+    for split in subfolders:
+        unknown = sorted(set(_subfolders(os.path.join(root, split))) - set(class_names))
+        if unknown:
+            raise DataError(f"split {split!r} of {root!r} has classes {unknown} that train does not have")
+        parts[_SPLIT_ALIASES[split]] = _read_class_folders(os.path.join(root, split), class_names, size, channels)
+    parts = _check_same_shape(name, parts)
+    return _assemble(name, parts, seed, len(class_names), class_names)
+
+
+def _check_same_shape(name, parts):
+    shapes = {split: x.shape[1:] for split, (x, _) in parts.items()}
+    if len(set(shapes.values())) > 1:
+        raise DataError(f"data {name!r}: splits have images of different shapes {shapes}; pass image_size")
+    return parts
+
+
+def _tfds_builder(name, data_dir):
+    import tensorflow_datasets as tfds
+
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except tfds.core.registered.DatasetNotFoundError:
+        builder = None
+    where = data_dir or tfds.core.constants.DATA_DIR
+    prepare = (
+        f"prepare it on a machine with internet: python -c \"import tensorflow_datasets as tfds; "
+        f"tfds.load('{name}', data_dir='{where}')\" (or: tfds build {name} --data_dir {where}), "
+        f"then copy {where} here and pass it as data_dir / --data-dir"
+    )
+    if builder is None:
+        raise DataError(f"tfds dataset {name!r} is neither a known tfds name nor prepared in {where!r}; {prepare}")
+    if not builder.is_prepared():
+        raise DataError(f"tfds dataset {name!r} is not prepared in {where!r} (nothing is downloaded here); {prepare}")
+    return builder
+
+
+def _tfds_keys(builder):
+    """The image and label feature names of a tfds dataset."""
+    import tensorflow_datasets as tfds
+
+    info = builder.info
+    if info.supervised_keys and len(info.supervised_keys) == 2 and all(isinstance(k, str) for k in info.supervised_keys):
+        return info.supervised_keys
+    features = info.features
+    images = [k for k, f in features.items() if isinstance(f, tfds.features.Image)]
+    labels = [k for k, f in features.items() if isinstance(f, tfds.features.ClassLabel)]
+    if not images or not labels:
+        raise DataError(f"tfds dataset {info.name!r} has no image and class-label features (has {sorted(features)})")
+    return images[0], labels[0]
+
+
+def _tfds_arrays(builder, split, image_key, label_key, size, channels):
+    import tensorflow_datasets as tfds
+
+    from tfmc._keras import tf
+
+    def convert(example):
+        image = tf.image.convert_image_dtype(example[image_key], tf.float32)
+        if size is not None:
+            image = tf.image.resize(image, size)
+        return image, example[label_key]
+
+    try:
+        stream = builder.as_dataset(split=split, shuffle_files=False)
+    except (ValueError, KeyError, AssertionError) as exc:
+        splits = sorted(builder.info.splits)
+        raise DataError(f"tfds dataset {builder.info.name!r} has no split {split!r} ({exc}); splits: {splits}") from None
+    images, labels = [], []
+    for x, y in tfds.as_numpy(stream.map(convert, num_parallel_calls=tf.data.AUTOTUNE).batch(256)):
+        images.append(x)
+        labels.append(y)
+    if not images:
+        raise DataError(f"tfds dataset {builder.info.name!r} split {split!r} is empty")
+    return _fit_images(np.concatenate(images), None, channels), np.concatenate(labels).astype(np.int64)
+
+
+def from_tfds(name, split=None, *, data_dir=None, image_size=None, channels=None, seed=0):
+    """A tensorflow-datasets dataset that is already prepared in ``data_dir`` (never downloads).
+
+    Without ``split`` the dataset's train split is used, with its validation
+    and test splits where it has them (what it lacks is carved from train).
+    With ``split`` (any tfds split expression: 'test', 'train[:2000]',
+    'train+test') only those examples are read and split 70/15/15.
+
+    Args:
+      name: the tfds name, with a config if it has several ('mnist', 'cifar10', 'imagenette/160px').
+      split: None or a tfds split expression.
+      data_dir: where the prepared data lie; None is tfds' default
+        (~/tensorflow_datasets or $TFDS_DATA_DIR).
+      image_size: int or (height, width); None keeps the stored size (which
+        must then be fixed).
+      channels: 1 or 3 to convert to; None keeps the dataset's.
+      seed: seeds the split.
+
+    Returns:
+      A Dataset; all images are read into memory (slice big datasets with split).
+
+    Raises:
+      DataError: the name is unknown, the data are not prepared in data_dir
+        (the message says how to prepare them), the split does not exist, or
+        the dataset has no image / class-label features.
+
+    Example:
+      >>> data = from_tfds("mnist", "train[:5000]", data_dir="/data/tfds", image_size=32, channels=3)
+    """
+    builder = _tfds_builder(name, data_dir)
+    image_key, label_key = _tfds_keys(builder)
+    feature = builder.info.features[image_key]
+    size = _size_pair(image_size)
+    if size is None and None in tuple(feature.shape)[:2]:
+        raise DataError(f"tfds dataset {name!r} has images of varying size {feature.shape}; pass image_size")
+    label_feature = builder.info.features[label_key]
+    class_names = tuple(getattr(label_feature, "names", ()) or ())
+    num_classes = getattr(label_feature, "num_classes", None)
+    if split is not None:
+        parts = {"train": _tfds_arrays(builder, split, image_key, label_key, size, channels)}
+    else:
+        available = {_SPLIT_ALIASES[s]: s for s in builder.info.splits if s in _SPLIT_ALIASES}
+        if "train" not in available:
+            raise DataError(
+                f"tfds dataset {name!r} has no train split (splits: {sorted(builder.info.splits)}); "
+                f"name one: tfds:{name}:SPLIT"
+            )
+        parts = {role: _tfds_arrays(builder, s, image_key, label_key, size, channels) for role, s in available.items()}
+        parts = _check_same_shape(name, parts)
+    return _assemble(name if split is None else f"{name}:{split}", parts, seed, num_classes, class_names)
+
+
+def load(spec, *, image_size=None, seed=0, data_dir=None, channels=None):
+    """Load a dataset by its command-line name.
+
+    Args:
+      spec: 'digits'; 'tfds:NAME[:SPLIT]' (everything after the first colon
+        that follows NAME is the tfds split expression); a folder of class
+        sub-folders of images; or an .npz file with x and y.
+      image_size: int or (height, width) to resize to (digits: the side, 32
+        when None); None keeps the source's size.
+      seed: seeds the train / val / test split: the same seed gives the same split.
+      data_dir: where tfds data are prepared (tfds specs only).
+      channels: 1 or 3. None means 3 for digits and image folders, and the
+        stored channels for tfds and .npz.
+
+    Returns:
+      A Dataset.
+
+    Raises:
+      DataError: the spec is none of the accepted forms (the message lists
+        them), or the named data cannot be read (see the loaders).
+
+    Example:
+      >>> load("digits", image_size=32).input_shape
+      (32, 32, 3)
+      >>> load("tfds:mnist:train[:10%]", data_dir="/data/tfds", image_size=32, channels=3)
+    """
+    spec = os.fspath(spec)
     if spec == "digits":
-        return digits(size=image_size or 32, seed=seed)
+        size = _size_pair(image_size)
+        if size is not None and size[0] != size[1]:
+            raise DataError(f"digits are square; got image_size {image_size}")
+        return digits(size=size[0] if size else 32, channels=channels or 3, seed=seed)
+    if spec.startswith("tfds:"):
+        name, _, split = spec[len("tfds:"):].partition(":")
+        if not name:
+            raise DataError(f"{spec!r} names no dataset; expected tfds:NAME[:SPLIT], e.g. tfds:mnist:train")
+        return from_tfds(name, split or None, data_dir=data_dir, image_size=image_size, channels=channels, seed=seed)
     if spec.endswith(".npz"):
-        return from_npz(spec, seed=seed)
-    raise DataError(f"unknown dataset {spec!r}; expected 'digits' or a path to an .npz with x and y")
+        return from_npz(spec, seed=seed, image_size=image_size, channels=channels)
+    if os.path.isdir(spec):
+        return from_folder(spec, image_size=image_size, channels=channels or 3, seed=seed)
+    if os.path.exists(spec):
+        raise DataError(f"{spec!r} is a file but not an .npz; expected {ACCEPTED}")
+    raise DataError(f"unknown data {spec!r} (no such dataset, folder or file); expected {ACCEPTED}")
 
 
-def check_fits(dataset, model):
-    """Raise DataError unless the dataset's images fit the model's input."""
+def check_fits(dataset, model, *, classes=False):
+    """Raise DataError unless the dataset's images fit the model's input.
+
+    Args:
+      dataset: a Dataset.
+      model: a tf_keras model with one input.
+      classes: also require that the model's last output axis has a unit
+        for every class of the dataset (for training and evaluation; not
+        needed for calibration images).
+
+    Raises:
+      DataError: naming both shapes (or class counts).
+
+    Example:
+      >>> check_fits(load("digits", image_size=32), model)  # model takes 32 x 32 x 3
+    """
     expected = tuple(model.inputs[0].shape.as_list()[1:])
     got = dataset.input_shape
     if len(expected) != len(got) or any(e is not None and e != g for e, g in zip(expected, got)):
         raise DataError(f"data {dataset.name!r} has images of shape {got}, but the model expects {expected}")
+    if classes:
+        units = model.outputs[0].shape[-1]
+        if units is not None and units < dataset.num_classes:
+            raise DataError(f"data {dataset.name!r} has {dataset.num_classes} classes, but the model outputs {units}")
+
+
+def as_tf_dataset(x, y=None, *, batch_size=64, shuffle=False, seed=0, drop_remainder=False):
+    """The tf.data pipeline for arrays from any source: optional shuffle, batch, prefetch.
+
+    Shuffling uses a buffer the size of the data, seeded with ``seed`` and
+    reshuffled each epoch, so two pipelines built with the same seed yield
+    the same batches in the same order.
+
+    Args:
+      x: images (N x H x W x C).
+      y: labels, or None for a pipeline of images only (calibration).
+      batch_size: examples per batch.
+      shuffle: shuffle every epoch (training) or keep the order (evaluation).
+      seed: the shuffle seed.
+      drop_remainder: drop a last partial batch (fixed batch shapes).
+
+    Returns:
+      A tf.data.Dataset of (x, y) batches, or of x batches when y is None.
+
+    Raises:
+      ValueError: x and y differ in length, or batch_size < 1.
+
+    Example:
+      >>> data = load("digits")
+      >>> model.fit(as_tf_dataset(data.x_train, data.y_train, shuffle=True), epochs=3)
+    """
+    from tfmc._keras import tf
+
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if y is not None and len(x) != len(y):
+        raise ValueError(f"x has {len(x)} examples but y has {len(y)}")
+    stream = tf.data.Dataset.from_tensor_slices(x if y is None else (x, y))
+    if shuffle:
+        stream = stream.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    return stream.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
