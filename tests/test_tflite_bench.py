@@ -1,7 +1,6 @@
 """tflite_bench: the benchmark_model parser, the host runner, the local-binary path, the CLI and latency tables."""
 import json
 import os
-import stat
 
 import numpy as np
 import pytest
