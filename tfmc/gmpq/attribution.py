@@ -51,7 +51,12 @@ def feature_model(model, layer_name=None):
       layer_name: the feature layer; default ``feature_layer(model)``.
     """
     name = layer_name or feature_layer(model)
-    return keras.Model(model.inputs, [model.get_layer(name).output, model.outputs[0]], name=f"{model.name}_features")
+    # The layer's output in this model's own graph: a layer reused by clones
+    # (tfmot's quantize_apply keeps float layers) has nodes in other graphs too.
+    outputs = [n.outputs for nodes in model._nodes_by_depth.values() for n in nodes if n.layer.name == name]
+    if not outputs:
+        raise ValueError(f"model {model.name!r} has no layer {name!r}")
+    return keras.Model(model.inputs, [outputs[0], model.outputs[0]], name=f"{model.name}_features")
 
 
 def attribution_map(features_and_scores, x, training=False):

@@ -1,0 +1,72 @@
+"""`tfmc quantize`: applying a bit policy, a short search, and its input errors."""
+import json
+
+import pytest
+
+import tfmc  # noqa: F401
+from tfmc import cli, io
+from tfmc._keras import keras
+from tfmc.policy import BitPolicy
+from tiny_models import chain_cnn
+
+L = keras.layers
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    return io.save_model(chain_cnn(), tmp_path_factory.mktemp("m") / "chain.keras")
+
+
+def _run(capsys, *argv):
+    code = cli.main(["quantize", *map(str, argv)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_bits_file_is_applied_and_outputs_written(model_path, tmp_path, capsys):
+    bits = BitPolicy({"conv1": (8, 8), "conv2": (4, 8)}).to_json(tmp_path / "bits.json")
+    out = tmp_path / "out"
+    code, stdout, _ = _run(capsys, model_path, "--bits", bits, "--data", "digits", "--out", out, "--qat-epochs", 0)
+    assert code == 0
+    assert {p.name for p in out.iterdir()} >= {"policy.json", "bits.png", "qat.keras", "summary.md", "attribution.png"}
+    assert BitPolicy.from_json(out / "policy.json") == BitPolicy({"conv1": (8, 8), "conv2": (4, 8)})
+    assert "| QAT (0 epochs) |" in stdout and "packed size (params x bits / 8)" in stdout
+
+
+def test_a_search_writes_a_policy_within_the_target(model_path, tmp_path, capsys):
+    out = tmp_path / "out"
+    code, _, err = _run(capsys, model_path, "--target-bops", 0.55, "--data", "digits", "--out", out,
+                        "--search-epochs", 1, "--search-fraction", 0.05, "--qat-epochs", 0)
+    assert code == 0 and "gmpq epoch 1/1" in err
+    policy = json.loads((out / "policy.json").read_text())
+    assert policy["metadata"]["achieved_bops"] <= policy["metadata"]["target_bops"]
+    assert len(json.loads((out / "history.json").read_text())) == 1
+
+
+def test_bits_outside_the_range_are_a_usage_error(model_path, tmp_path, capsys):
+    path = tmp_path / "bits.json"
+    path.write_text(json.dumps({"kind": "bits", "layers": {"conv1": {"weight_bits": 1, "activation_bits": 8}}}))
+    code, _, err = _run(capsys, model_path, "--bits", path, "--data", "digits", "--out", tmp_path / "o")
+    assert code == 2
+    assert "error: --bits" in err and "layer 'conv1': weight_bits must be in 2..16, got 1" in err
+
+
+def test_unknown_layer_names_are_a_usage_error(model_path, tmp_path, capsys):
+    bits = BitPolicy({"conv7": (4, 8)}).to_json(tmp_path / "bits.json")
+    code, _, err = _run(capsys, model_path, "--bits", bits, "--data", "digits", "--out", tmp_path / "o")
+    assert code == 2 and "names layers not in model 'chain': ['conv7']" in err
+
+
+def test_a_target_below_the_minimum_names_the_minimum(model_path, tmp_path, capsys):
+    code, _, err = _run(capsys, model_path, "--target-bops", 0.4, "--data", "digits", "--out", tmp_path / "o")
+    assert code == 2
+    # litert minimum: 443,208 MACs x 4-bit weights x 8-bit activations = 14,182,656
+    assert "is below the minimum 14,182,656 BOPs (0.500 of 8-bit) that the smallest candidates of space 'litert' allow" in err
+
+
+def test_a_model_without_conv_layers_cannot_be_searched(tmp_path, capsys):
+    inp = keras.Input((16, 16, 3))
+    model = keras.Model(inp, L.Dense(10, name="fc")(L.Flatten()(inp)), name="flat")
+    path = io.save_model(model, tmp_path / "flat.keras")
+    code, _, err = _run(capsys, path, "--target-bops", 0.6, "--data", "digits", "--out", tmp_path / "o")
+    assert code == 2 and "GMPQ attribution needs a convolutional layer" in err and "model 'flat' has none" in err
