@@ -1,4 +1,5 @@
 """Data loaders: digits, .npz, image folders, prepared tfds datasets, the tf.data pipeline and the errors."""
+import argparse
 import os
 
 import numpy as np
@@ -225,8 +226,30 @@ def test_as_tf_dataset_shuffles_the_same_way_for_the_same_seed():
     assert [len(b) for b in batches] == [6, 6, 6, 2]
     np.testing.assert_array_equal(np.concatenate(batches)[:, 0], x[:, 0])
     assert len(list(data.as_tf_dataset(x, y, batch_size=6, drop_remainder=True))) == 3
-    with pytest.raises(ValueError, match="x has 20 examples but y has 19"):
+    teacher = np.eye(20, dtype=np.float32)
+    xb, yb, tb = next(iter(data.as_tf_dataset(x, y, teacher, batch_size=4, shuffle=True, seed=1)))
+    np.testing.assert_array_equal(np.argmax(tb.numpy(), axis=1), yb.numpy())  # rows stay together
+    np.testing.assert_array_equal(xb.numpy()[:, 0], yb.numpy())
+    with pytest.raises(ValueError, match=r"arrays differ in length: \[20, 19\]"):
         data.as_tf_dataset(x, y[:19])
+
+
+def test_load_for_model_takes_size_and_channels_from_the_model(tmp_path):
+    root = tmp_path / "imgs"
+    _digit_folder(str(root), range(30))
+    inputs = keras.Input((12, 10, 1))
+    model = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(inputs)))
+    dataset = data.load_for_model(str(root), model, classes=True)
+    assert dataset.input_shape == (12, 10, 1)
+    with pytest.raises(DataError, match=r"digits are square; got image_size \(12, 10\)"):
+        data.load_for_model("digits", model)
+    square = keras.Input((16, 16, 1))
+    with pytest.raises(DataError, match=r"data 'digits' has 10 classes, but the model outputs 3"):
+        data.load_for_model("digits", keras.Model(square, keras.layers.Dense(3)(keras.layers.Flatten()(square))), classes=True)
+    parser = data.add_data_arguments(argparse.ArgumentParser(), "calibration images")
+    args = parser.parse_args(["--data", "tfds:mnist", "--data-dir", str(tmp_path)])
+    with pytest.raises(DataError, match=r"tfds dataset 'mnist' is not prepared in"):
+        data.load_for_model(args.data, model, data_dir=args.data_dir)
 
 
 def test_check_fits_names_both_shapes_and_class_counts():

@@ -441,6 +441,48 @@ def load(spec, *, image_size=None, seed=0, data_dir=None, channels=None):
     raise DataError(f"unknown data {spec!r} (no such dataset, folder or file); expected {ACCEPTED}")
 
 
+def load_for_model(spec, model, *, data_dir=None, seed=0, classes=False):
+    """Load ``spec`` at the model's input size and channels, and check that it fits.
+
+    What the commands do with --data: images are resized to the model's
+    input height and width and converted to its channel count.
+
+    Args:
+      spec: as for ``load``.
+      model: a tf_keras model with one NHWC image input.
+      data_dir: where tfds data are prepared.
+      seed: seeds the split.
+      classes: also check the class count against the model's outputs.
+
+    Returns:
+      A Dataset.
+
+    Raises:
+      DataError: as for ``load`` and ``check_fits``.
+
+    Example:
+      >>> data = load_for_model("tfds:mnist:train[:5000]", model, data_dir="/data/tfds")
+    """
+    shape = model.inputs[0].shape.as_list()[1:]
+    if len(shape) != 3:
+        raise DataError(f"model input has shape {tuple(shape)}; expected images (height, width, channels)")
+    height, width, channels = shape
+    size = None if height is None or width is None else (height, width)
+    dataset = load(spec, image_size=size, seed=seed, data_dir=data_dir, channels=channels)
+    check_fits(dataset, model, classes=classes)
+    return dataset
+
+
+def add_data_arguments(parser, help_text="the data"):
+    """Add --data SPEC and --data-dir DIR to an argparse parser (for the tfmc commands)."""
+    parser.add_argument(
+        "--data", help=f"{help_text}: digits, tfds:NAME[:SPLIT], a folder of class sub-folders of images, "
+        "or an .npz with x and y"
+    )
+    parser.add_argument("--data-dir", help="where tfds:NAME data are prepared (nothing is downloaded)")
+    return parser
+
+
 def check_fits(dataset, model, *, classes=False):
     """Raise DataError unless the dataset's images fit the model's input.
 
@@ -467,7 +509,7 @@ def check_fits(dataset, model, *, classes=False):
             raise DataError(f"data {dataset.name!r} has {dataset.num_classes} classes, but the model outputs {units}")
 
 
-def as_tf_dataset(x, y=None, *, batch_size=64, shuffle=False, seed=0, drop_remainder=False):
+def as_tf_dataset(*arrays, batch_size=64, shuffle=False, seed=0, drop_remainder=False):
     """The tf.data pipeline for arrays from any source: optional shuffle, batch, prefetch.
 
     Shuffling uses a buffer the size of the data, seeded with ``seed`` and
@@ -475,18 +517,19 @@ def as_tf_dataset(x, y=None, *, batch_size=64, shuffle=False, seed=0, drop_remai
     the same batches in the same order.
 
     Args:
-      x: images (N x H x W x C).
-      y: labels, or None for a pipeline of images only (calibration).
+      *arrays: one or more arrays of the same length: (x, y) for training,
+        x alone for calibration, or more (e.g. x, y, teacher logits).
       batch_size: examples per batch.
       shuffle: shuffle every epoch (training) or keep the order (evaluation).
       seed: the shuffle seed.
       drop_remainder: drop a last partial batch (fixed batch shapes).
 
     Returns:
-      A tf.data.Dataset of (x, y) batches, or of x batches when y is None.
+      A tf.data.Dataset of batches: tuples of arrays, or plain batches of x
+      when one array is given.
 
     Raises:
-      ValueError: x and y differ in length, or batch_size < 1.
+      ValueError: no arrays, arrays of different lengths, or batch_size < 1.
 
     Example:
       >>> data = load("digits")
@@ -494,11 +537,14 @@ def as_tf_dataset(x, y=None, *, batch_size=64, shuffle=False, seed=0, drop_remai
     """
     from tfmc._keras import tf
 
+    if not arrays:
+        raise ValueError("as_tf_dataset needs at least one array")
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    if y is not None and len(x) != len(y):
-        raise ValueError(f"x has {len(x)} examples but y has {len(y)}")
-    stream = tf.data.Dataset.from_tensor_slices(x if y is None else (x, y))
+    lengths = [len(a) for a in arrays]
+    if len(set(lengths)) > 1:
+        raise ValueError(f"arrays differ in length: {lengths}")
+    stream = tf.data.Dataset.from_tensor_slices(arrays[0] if len(arrays) == 1 else tuple(arrays))
     if shuffle:
-        stream = stream.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+        stream = stream.shuffle(lengths[0], seed=seed, reshuffle_each_iteration=True)
     return stream.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
