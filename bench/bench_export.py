@@ -5,7 +5,7 @@ Run: .venv/bin/python bench/bench_export.py [--size 128] [--rounds 7] [--runs 30
 MobileNetV2 (random weights, 10 classes) is exported three ways with
 tfmc.export.to_tflite: float32, int8 (full-integer, calibrated on the
 built-in digits) and mixed (int4 weights for every Conv2D / Dense, int8 for
-the depthwise layers, int8 activations). Each model is timed in alternating
+the depthwise layers, float activations quantized at run time). Each model is timed in alternating
 rounds by tflite_bench.run (LiteRT Interpreter, XNNPACK) and by
 `litert-benchmark` (LiteRT CompiledModel API, a separate process); each
 side's figure is the median of its round medians. The size table sets each
@@ -77,7 +77,9 @@ def main(argv=None):
         for name, kwargs, packed_policy in (
             ("float32", {}, None),
             ("int8", {"representative_data": calib}, int8_policy),
-            ("mixed", {"policy": mixed, "representative_data": calib, "io_dtype": "int8"}, mixed),
+            # Static int4 (with representative_data) fails LiteRT's "no_integer_overflow_from_quantization"
+            # check on this random-weight network, so the mixed export here is dynamic range.
+            ("mixed", {"policy": mixed}, mixed),
         ):
             result = tfmc.export.to_tflite(model, os.path.join(directory, f"{name}.tflite"), mode=name, **kwargs)
             exports[name] = (result, packed_size_bytes(model, packed_policy))
@@ -116,8 +118,9 @@ def main(argv=None):
         f"Command: `python bench/bench_export.py --size {args.size} --rounds {args.rounds} --runs {args.runs} "
         f"--warmup {args.warmup} --threads {args.threads}`. MobileNetV2 (random weights, 10 classes, "
         f"{params:,} parameters) exported by `tfmc.export.to_tflite`; int8 and mixed calibrated on 100 digits "
-        "images; mixed = int4 weights on every Conv2D / Dense, int8 on the depthwise layers, int8 activations "
-        "and I/O. Timing: "
+        "images; mixed = int4 weights on every Conv2D / Dense, int8 on the depthwise layers, float activations "
+        "(dynamic range: the static int4 variant of this random-weight network fails LiteRT's "
+        "no_integer_overflow_from_quantization check, which the export's own LiteRT check reports). Timing: "
         f"{args.threads} thread(s), {args.rounds} alternating rounds of {args.runs} runs after {args.warmup} "
         "warm-up runs, median of round medians; `tflite_bench.run` (LiteRT Interpreter with XNNPACK, timed "
         "around invoke() in Python) against ai-edge-litert's `litert-benchmark` (CompiledModel API, its "
