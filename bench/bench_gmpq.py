@@ -47,7 +47,7 @@ def main():
     parser.add_argument("--space", default="gmpq", choices=["gmpq", "litert"])
     parser.add_argument("--budget-bits", type=int, default=3, help="budget = BOPs of uniform N/N bits")
     parser.add_argument("--epochs", type=int, default=25, help="search epochs")
-    parser.add_argument("--float-epochs", type=int, default=30)
+    parser.add_argument("--float-epochs", type=int, default=15)
     parser.add_argument("--qat-epochs", type=int, default=6)
     parser.add_argument("--qat-lr", type=float, default=1e-3)
     parser.add_argument("--seeds", type=int, default=3)

@@ -9,7 +9,7 @@ from tfmc import gmpq
 from tfmc._keras import keras, tf
 from tfmc.bops import count_bops
 from tfmc.gmpq.layers import MixedConv2D, quantize_weights
-from tfmc.gmpq.search import Budget, build_supernet, repair_policy
+from tfmc.gmpq.search import Budget, build_supernet, fill_policy, repair_policy
 from tfmc.policy import BitPolicy
 from tiny_models import chain_cnn, images
 
@@ -125,6 +125,16 @@ def test_repair_lowers_the_least_sure_layer_until_the_budget_fits():
     assert policy == BitPolicy({"a": (4, 4), "b": (2, 4)})
     policy, steps = repair_policy(BitPolicy({"a": (4, 4), "b": (4, 4)}), probs, budget, target=1600)
     assert [s[0] for s in steps] == ["b", "a"]
+
+
+def test_fill_raises_the_least_sure_layer_while_the_budget_allows():
+    budget = Budget("gmpq", {"a": 100, "b": 50}, {"a": ((2, 4), (4,)), "b": ((2, 4), (4,))}, 6400, 1200, 2400)
+    probs = {"a": [np.array([0.55, 0.45]), np.array([1.0])], "b": [np.array([0.9, 0.1]), np.array([1.0])]}
+    start = BitPolicy({"a": (2, 4), "b": (2, 4)})  # 1,200 BOPs; raising a costs 800, b 400
+    policy, steps = fill_policy(start, probs, budget, target=2100)
+    assert steps == [("a", "weight", 2, 4)] and policy == BitPolicy({"a": (4, 4), "b": (2, 4)})
+    policy, steps = fill_policy(start, probs, budget, target=1900)
+    assert steps == [("b", "weight", 2, 4)]
 
 
 @pytest.mark.parametrize("space,target", [("gmpq", 0.12), ("litert", 0.55)])

@@ -58,7 +58,26 @@ def _check_candidates(what, bits):
 
 
 class _MixedPrecision:
-    """Architecture logits over candidate bits, and the relaxed input and kernel they weight."""
+    """Architecture logits over candidate bits, and the relaxed input and kernel they weight.
+
+    Mixed into a Keras layer class (before it in the bases); ``per_axis_default``
+    says whether that layer's weights get one range per output channel.
+    """
+
+    per_axis_default = False
+
+    def __init__(self, *args, weight_bits=(2, 3, 4, 6), activation_bits=(2, 3, 4, 6), signed_input=False,
+                 activation_clip=6.0, per_axis=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._init_mixed(weight_bits, activation_bits, signed_input, activation_clip,
+                         self.per_axis_default if per_axis is None else per_axis)
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self._build_mixed()
+
+    def get_config(self):
+        return {**super().get_config(), **self._mixed_config()}
 
     def _init_mixed(self, weight_bits, activation_bits, signed_input, activation_clip, per_axis):
         self.weight_bits = _check_candidates("weight_bits", weight_bits)
@@ -120,16 +139,6 @@ class _MixedPrecision:
         }
 
 
-def _mixed_defaults(kwargs, per_axis):
-    return {
-        "weight_bits": kwargs.pop("weight_bits", (2, 3, 4, 6)),
-        "activation_bits": kwargs.pop("activation_bits", (2, 3, 4, 6)),
-        "signed_input": kwargs.pop("signed_input", False),
-        "activation_clip": kwargs.pop("activation_clip", 6.0),
-        "per_axis": kwargs.pop("per_axis", per_axis),
-    }
-
-
 @register
 class MixedConv2D(_MixedPrecision, L.Conv2D):
     """Conv2D over a softmax-weighted mix of quantized inputs and kernels (EdMIPS / GMPQ).
@@ -145,34 +154,15 @@ class MixedConv2D(_MixedPrecision, L.Conv2D):
       >>> layer = MixedConv2D(16, 3, weight_bits=(4, 8), activation_bits=(8,))
     """
 
-    def __init__(self, *args, **kwargs):
-        mixed = _mixed_defaults(kwargs, per_axis=True)
-        super().__init__(*args, **kwargs)
-        self._init_mixed(**mixed)
-
-    def build(self, input_shape):
-        super().build(input_shape)
-        self._build_mixed()
+    per_axis_default = True
 
     def convolution_op(self, inputs, kernel):
         return super().convolution_op(self.mixed_input(inputs), self.mixed_kernel(kernel))
-
-    def get_config(self):
-        return {**super().get_config(), **self._mixed_config()}
 
 
 @register
 class MixedDepthwiseConv2D(_MixedPrecision, L.DepthwiseConv2D):
     """DepthwiseConv2D over a softmax-weighted mix of quantized inputs and kernels (see MixedConv2D)."""
-
-    def __init__(self, *args, **kwargs):
-        mixed = _mixed_defaults(kwargs, per_axis=False)
-        super().__init__(*args, **kwargs)
-        self._init_mixed(**mixed)
-
-    def build(self, input_shape):
-        super().build(input_shape)
-        self._build_mixed()
 
     def call(self, inputs):
         outputs = keras.backend.depthwise_conv2d(
@@ -187,22 +177,10 @@ class MixedDepthwiseConv2D(_MixedPrecision, L.DepthwiseConv2D):
             outputs = keras.backend.bias_add(outputs, self.bias, data_format=self.data_format)
         return self.activation(outputs) if self.activation is not None else outputs
 
-    def get_config(self):
-        return {**super().get_config(), **self._mixed_config()}
-
 
 @register
 class MixedDense(_MixedPrecision, L.Dense):
     """Dense over a softmax-weighted mix of quantized inputs and kernels (see MixedConv2D)."""
-
-    def __init__(self, *args, **kwargs):
-        mixed = _mixed_defaults(kwargs, per_axis=False)
-        super().__init__(*args, **kwargs)
-        self._init_mixed(**mixed)
-
-    def build(self, input_shape):
-        super().build(input_shape)
-        self._build_mixed()
 
     def call(self, inputs):
         x, kernel = self.mixed_input(inputs), self.mixed_kernel(self.kernel)
@@ -213,9 +191,6 @@ class MixedDense(_MixedPrecision, L.Dense):
         if self.use_bias:
             outputs = tf.nn.bias_add(outputs, self.bias)
         return self.activation(outputs) if self.activation is not None else outputs
-
-    def get_config(self):
-        return {**super().get_config(), **self._mixed_config()}
 
 
 # Float layer class -> its mixed-precision counterpart (exact classes only:

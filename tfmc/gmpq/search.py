@@ -126,7 +126,8 @@ class SearchResult:
       target_bops / achieved_bops / int8_bops / min_bops: BOPs of the budget, the policy,
         all layers at 8/8, and the smallest candidates.
       repairs: the (layer, "weight"|"activation", from bits, to bits) steps that brought
-        the argmax policy within the budget.
+        the argmax policy within the budget (the steps that used leftover budget are in
+        ``policy.metadata["raises"]``).
       samples: how many training samples the search saw.
       supernet: the trained mixed-precision model.
     """
@@ -171,6 +172,35 @@ def argmax_policy(layers):
     return BitPolicy(choices)
 
 
+def _bit_moves(bits, probabilities, budget, step):
+    """Every one-candidate change of one layer's weight or activation bits (step -1 lower, +1 higher).
+
+    Each move is (margin, BOPs change, layer, slot, kind, new bits), where margin is
+    how much more likely the current choice is than the new one under the logits.
+    """
+    moves = []
+    for name, (w, a) in bits.items():
+        for slot, kind in enumerate(("weight", "activation")):
+            options = budget.candidates[name][slot]
+            index = options.index(bits[name][slot])
+            if not 0 <= index + step < len(options):
+                continue
+            probs = probabilities[name][slot]
+            margin = float(probs[index] - probs[index + step])
+            other = a if slot == 0 else w
+            delta = budget.macs[name] * (options[index + step] - options[index]) * other
+            moves.append((margin, delta, name, slot, kind, options[index + step]))
+    return moves
+
+
+def _as_bits(policy):
+    return {name: [policy[name].weight_bits, policy[name].activation_bits] for name in policy}
+
+
+def _as_policy(bits):
+    return BitPolicy({n: tuple(b) for n, b in bits.items()})
+
+
 def repair_policy(policy, probabilities, budget, target):
     """Lower bits until ``policy`` fits ``target`` BOPs, where the logits are least sure first.
 
@@ -182,32 +212,44 @@ def repair_policy(policy, probabilities, budget, target):
     Returns:
       (repaired BitPolicy, [(layer, "weight"|"activation", from bits, to bits)]).
     """
-    bits = {name: [policy[name].weight_bits, policy[name].activation_bits] for name in policy}
-    steps = []
-    while budget.bops(BitPolicy({n: tuple(b) for n, b in bits.items()})) > target:
-        moves = []
-        for name, (w, a) in bits.items():
-            for slot, kind in enumerate(("weight", "activation")):
-                options = budget.candidates[name][slot]
-                index = options.index(bits[name][slot])
-                if index == 0:
-                    continue
-                probs = probabilities[name][slot]
-                margin = float(probs[index] - probs[index - 1])
-                other = a if slot == 0 else w
-                saving = budget.macs[name] * (options[index] - options[index - 1]) * other
-                moves.append((margin, -saving, name, slot, kind, options[index - 1]))
+    bits, steps = _as_bits(policy), []
+    while budget.bops(_as_policy(bits)) > target:
+        moves = _bit_moves(bits, probabilities, budget, -1)
         if not moves:
             raise ValueError(f"cannot reach {target:,} BOPs: every layer is at its smallest candidate")
-        margin, _, name, slot, kind, lower = min(moves)
+        _, _, name, slot, kind, lower = min(moves)
         steps.append((name, kind, bits[name][slot], lower))
         bits[name][slot] = lower
-    return BitPolicy({n: tuple(b) for n, b in bits.items()}), steps
+    return _as_policy(bits), steps
+
+
+def fill_policy(policy, probabilities, budget, target):
+    """Raise bits while the policy stays within ``target`` BOPs, where the logits are least sure first.
+
+    The argmax policy can land well under the budget (the logits move the
+    argmax before the soft BOPs reach the target); unused budget is accuracy
+    left on the table. Each step raises the (layer, weights or activations)
+    whose current choice is least preferred over the next larger candidate
+    and still fits (ties: the smaller BOPs increase).
+
+    Returns:
+      (filled BitPolicy, [(layer, "weight"|"activation", from bits, to bits)]).
+    """
+    bits, steps = _as_bits(policy), []
+    used = budget.bops(policy)
+    while True:
+        moves = [m for m in _bit_moves(bits, probabilities, budget, +1) if used + m[1] <= target]
+        if not moves:
+            return _as_policy(bits), steps
+        _, delta, name, slot, kind, higher = min(moves)
+        steps.append((name, kind, bits[name][slot], higher))
+        bits[name][slot] = higher
+        used += delta
 
 
 def search(model, data, *, target_bops, space=DEFAULT_SPACE, search_fraction=0.1, epochs=25, batch_size=32,
            attribution_weight=20.0, complexity_weight=3e-4, adapt_complexity=True, exponent="capacity", rho=24.0,
-           weight_lr=0.01, alpha_lr=0.1, momentum=0.9, weight_decay=1e-4, seed=0, strategy=None, verbose=True,
+           weight_lr=1e-3, alpha_lr=0.1, momentum=0.9, weight_decay=1e-4, seed=0, strategy=None, verbose=True,
            log=None):
     """Search per-layer bit widths with GMPQ and return a policy within a BOPs budget.
 
@@ -221,7 +263,7 @@ def search(model, data, *, target_bops, space=DEFAULT_SPACE, search_fraction=0.1
     cd is tuned during the search: after every step it is scaled up while
     the expected BOPs exceed the target and down while below. At the end the
     argmax policy is repaired greedily (``repair_policy``) so it never
-    exceeds the target.
+    exceeds the target, then raised where budget is left (``fill_policy``).
 
     Args:
       model: the trained float tf_keras model (functional or Sequential, one
@@ -237,7 +279,8 @@ def search(model, data, *, target_bops, space=DEFAULT_SPACE, search_fraction=0.1
       adapt_complexity: tune cd towards the target during the search.
       exponent: "capacity" for the capacity-aware p, or a fixed positive p.
       rho: scale of the capacity-aware exponent (24 in the paper).
-      weight_lr, alpha_lr, momentum, weight_decay: the two SGD optimizers.
+      weight_lr, alpha_lr, momentum, weight_decay: the two SGD optimizers (weights start
+        trained, hence a smaller lr than the paper's 0.1 from scratch).
       seed: data subset, shuffling and initial state.
       strategy: a tf.distribute.Strategy; None uses the default strategy.
       verbose, log: one progress line per epoch to ``log`` (default stderr).
@@ -354,7 +397,9 @@ def search(model, data, *, target_bops, space=DEFAULT_SPACE, search_fraction=0.1
             )
 
     chosen = argmax_policy(mixed)
-    policy, repairs = repair_policy(chosen, _probabilities(mixed), budget, target)
+    probabilities = _probabilities(mixed)
+    policy, repairs = repair_policy(chosen, probabilities, budget, target)
+    policy, raises = fill_policy(policy, probabilities, budget, target)
     achieved = budget.bops(policy)
     seconds = time.perf_counter() - start
     policy.metadata.update({
@@ -363,6 +408,7 @@ def search(model, data, *, target_bops, space=DEFAULT_SPACE, search_fraction=0.1
         "search_fraction": search_fraction, "search_samples": int(len(x)), "search_seconds": seconds,
         "epochs": epochs, "attribution_weight": lam, "exponent": exponent, "final_cd": float(cd.numpy()),
         "argmax_bops": budget.bops(chosen), "repairs": [list(r) for r in repairs],
+        "raises": [list(r) for r in raises],
     })
     return SearchResult(policy, history, seconds, target, achieved, budget.int8_bops, budget.min_bops, repairs,
                         int(len(x)), net)
