@@ -266,6 +266,23 @@ def save_figure(figure, path, dpi=110):
     return path
 
 
+def _as_series(values, length, what):
+    """{name: list} from numbers or a dict of them, each checked to hold ``length`` values."""
+    series = {k: list(v) for k, v in values.items()} if isinstance(values, dict) else {None: list(values)}
+    for name, numbers in series.items():
+        if len(numbers) != length:
+            raise ValueError(f"series {name or what[0]!r} has {len(numbers)} values for {length} {what[1]}")
+    return series
+
+
+def _finish(figure, ax, path, title, ylabel, legend):
+    ax.set_title(title)
+    ax.set_ylabel(ylabel)
+    if legend:
+        ax.legend(fontsize=8)
+    return save_figure(figure, path)
+
+
 def _figure(width, height):
     from matplotlib.figure import Figure
 
@@ -293,10 +310,7 @@ def plot_bars(path, labels, values, title, ylabel, *, annotate=True):
     Example:
       >>> plot_bars("acc.png", ["original", "pruned"], [0.975, 0.968], "Accuracy", "top-1")
     """
-    series = dict(values) if isinstance(values, dict) else {None: list(values)}
-    for name, numbers in series.items():
-        if len(numbers) != len(labels):
-            raise ValueError(f"series {name or 'values'!r} has {len(numbers)} values for {len(labels)} labels")
+    series = _as_series(values, len(labels), ("values", "labels"))
     figure, ax = _figure(max(4.0, 0.6 * len(labels) * max(1, len(series)) ** 0.5 + 2), 3.4)
     width = 0.8 / len(series)
     for k, (name, numbers) in enumerate(series.items()):
@@ -306,12 +320,8 @@ def plot_bars(path, labels, values, title, ylabel, *, annotate=True):
             ax.bar_label(bars, labels=[f"{v:.3g}" for v in numbers], fontsize=7, padding=2)
     ax.set_xticks(range(len(labels)), [str(label) for label in labels],
                   rotation=45 if len(labels) > 4 else 0, ha="right" if len(labels) > 4 else "center")
-    ax.set_title(title)
-    ax.set_ylabel(ylabel)
     ax.margins(y=0.15)
-    if len(series) > 1:
-        ax.legend(fontsize=8)
-    return save_figure(figure, path)
+    return _finish(figure, ax, path, title, ylabel, legend=len(series) > 1)
 
 
 def plot_series(path, xs, ys, title, xlabel, ylabel, *, points=False):
@@ -333,13 +343,10 @@ def plot_series(path, xs, ys, title, xlabel, ylabel, *, points=False):
     Example:
       >>> plot_series("reward.png", None, {"reward": rewards, "best": best}, "AMC search", "episode", "reward")
     """
-    series = dict(ys) if isinstance(ys, dict) else {None: list(ys)}
     if xs is None:
-        xs = range(max(len(v) for v in series.values()))
+        xs = range(max(len(v) for v in (ys.values() if isinstance(ys, dict) else [ys])))
     xs = list(xs)
-    for name, numbers in series.items():
-        if len(numbers) != len(xs):
-            raise ValueError(f"series {name or 'ys'!r} has {len(numbers)} values for {len(xs)} x values")
+    series = _as_series(ys, len(xs), ("ys", "x values"))
     figure, ax = _figure(5.0, 3.4)
     for name, numbers in series.items():
         if points:
@@ -350,10 +357,6 @@ def plot_series(path, xs, ys, title, xlabel, ylabel, *, points=False):
         from matplotlib.ticker import MaxNLocator
 
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_title(title)
     ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
-    if len(series) > 1:
-        ax.legend(fontsize=8)
-    return save_figure(figure, path)
+    return _finish(figure, ax, path, title, ylabel, legend=len(series) > 1)
