@@ -1,0 +1,207 @@
+"""The AMC agent: a TF-Agents DdpgAgent, its replay buffer, exploration noise and reward baseline.
+
+Settings follow He et al. (AMC, ECCV 2018, section 3.5 and the authors'
+code): actor and critic with two hidden layers of 300 units (the critic takes
+the action at its second layer), Adam with learning rates 1e-4 (actor) and
+1e-3 (critic), soft target updates with tau 0.01, discount 1, batches of 64
+from a replay buffer of 2000 transitions, warm-up episodes of uniform random
+actions, then a truncated normal around the actor's action whose sigma
+starts at 0.5 and decays by 0.95 per episode. Every transition of an episode
+carries the episode's reward minus a moving-average baseline.
+
+All randomness after the networks' initialisation comes from one numpy
+Generator whose state is saved with the checkpoint, so a resumed search
+draws exactly what an uninterrupted one would.
+"""
+import dataclasses
+import os
+
+import numpy as np
+from scipy import special
+
+from tfmc._keras import keras, tf
+
+
+@dataclasses.dataclass
+class AgentConfig:
+    """DDPG hyper-parameters (defaults: the paper's)."""
+
+    hidden: tuple = (300, 300)
+    actor_lr: float = 1e-4
+    critic_lr: float = 1e-3
+    tau: float = 0.01
+    batch_size: int = 64
+    buffer_size: int = 2000
+    sigma: float = 0.5
+    sigma_decay: float = 0.95
+    baseline_decay: float = 0.5
+
+    def as_dict(self):
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+
+class ReplayBuffer:
+    """Transitions (observation, action, reward, next observation, done) in a ring of ``capacity``."""
+
+    def __init__(self, capacity, observation_size):
+        self.capacity = int(capacity)
+        self.observation = np.zeros((capacity, observation_size), np.float32)
+        self.action = np.zeros((capacity, 1), np.float32)
+        self.reward = np.zeros(capacity, np.float32)
+        self.next_observation = np.zeros((capacity, observation_size), np.float32)
+        self.done = np.zeros(capacity, np.float32)
+        self.size = 0
+        self.position = 0
+
+    def add(self, observation, action, reward, next_observation, done):
+        i = self.position
+        self.observation[i], self.action[i, 0], self.reward[i] = observation, action, reward
+        self.next_observation[i], self.done[i] = next_observation, float(done)
+        self.position = (i + 1) % self.capacity
+        self.size = min(self.size + 1, self.capacity)
+
+    def sample(self, rng, batch_size):
+        index = rng.integers(0, self.size, batch_size)
+        return (self.observation[index], self.action[index], self.reward[index], self.next_observation[index],
+                self.done[index])
+
+    def save(self, path):
+        with open(path, "wb") as f:
+            np.savez(f, observation=self.observation, action=self.action, reward=self.reward,
+                     next_observation=self.next_observation, done=self.done,
+                     meta=np.array([self.size, self.position]))
+
+    def load(self, path):
+        with np.load(path) as stored:
+            for name in ("observation", "action", "reward", "next_observation", "done"):
+                getattr(self, name)[...] = stored[name]
+            self.size, self.position = (int(v) for v in stored["meta"])
+
+
+def truncated_normal(rng, mean, sigma, low, high):
+    """One draw of a normal(mean, sigma) truncated to [low, high], by the inverse CDF (one uniform)."""
+    a, b = special.ndtr((low - mean) / sigma), special.ndtr((high - mean) / sigma)
+    if b - a < 1e-12:  # the mean lies far outside the interval: the nearest end is all that is left
+        return float(np.clip(mean, low, high))
+    value = mean + sigma * special.ndtri(a + rng.uniform() * (b - a))
+    return float(np.clip(value, low, high))
+
+
+class AmcAgent:
+    """DDPG for AMC: act, remember episodes, learn after each one, save and restore everything.
+
+    Args:
+      observation_spec, action_spec: the environment's array specs (the
+        action is one keep ratio bounded to [lbound, 1]).
+      config: AgentConfig.
+      seed: seeds the networks' initialisation and the agent's Generator.
+
+    Example:
+      >>> agent = AmcAgent(env.observation_spec(), env.action_spec(), AgentConfig(), seed=0)
+      >>> ratio = agent.act(observation, episode=0, warmup=100)
+    """
+
+    def __init__(self, observation_spec, action_spec, config=None, seed=0):
+        from tf_agents.agents.ddpg import actor_network, critic_network, ddpg_agent
+        from tf_agents.specs import tensor_spec
+        from tf_agents.trajectories import time_step as ts
+        from tf_agents.utils import common
+
+        self.config = config or AgentConfig()
+        self.low, self.high = float(action_spec.minimum), float(action_spec.maximum)
+        keras.utils.set_random_seed(seed)
+        observation_tensor_spec = tensor_spec.from_spec(observation_spec)
+        action_tensor_spec = tensor_spec.from_spec(action_spec)
+        hidden = tuple(self.config.hidden)
+        actor = actor_network.ActorNetwork(observation_tensor_spec, action_tensor_spec, fc_layer_params=hidden)
+        critic = critic_network.CriticNetwork(
+            (observation_tensor_spec, action_tensor_spec),
+            observation_fc_layer_params=hidden[:1],
+            joint_fc_layer_params=hidden[1:],
+        )
+        self.ddpg = ddpg_agent.DdpgAgent(
+            ts.time_step_spec(observation_tensor_spec),
+            action_tensor_spec,
+            actor_network=actor,
+            critic_network=critic,
+            actor_optimizer=keras.optimizers.Adam(self.config.actor_lr),
+            critic_optimizer=keras.optimizers.Adam(self.config.critic_lr),
+            target_update_tau=self.config.tau,
+            target_update_period=1,
+            gamma=1.0,
+            td_errors_loss_fn=common.element_wise_squared_loss,
+            train_step_counter=tf.Variable(0, dtype=tf.int64),
+        )
+        self.ddpg.initialize()
+        # Slots exist before any restore, so a resumed search and a fresh one train the same variables.
+        self.ddpg._actor_optimizer.build(actor.trainable_variables)
+        self.ddpg._critic_optimizer.build(critic.trainable_variables)
+        self._actor = actor
+        self._act = tf.function(lambda obs: actor(obs, step_type=(), training=False)[0])
+        self.buffer = ReplayBuffer(self.config.buffer_size, observation_spec.shape[0])
+        self.rng = np.random.default_rng(seed)
+        self.baseline = None
+        self._ts = ts
+
+    def sigma(self, episode, warmup):
+        """Exploration sigma of ``episode`` (0-based): sigma0 * decay ** (episodes since warm-up)."""
+        return self.config.sigma * self.config.sigma_decay ** max(episode - warmup, 0)
+
+    def act(self, observation, episode, warmup):
+        """The keep ratio to try: uniform in warm-up, else the actor's plus truncated-normal noise."""
+        if episode < warmup:
+            return float(self.rng.uniform(self.low, self.high))
+        mean = float(self._act(tf.constant(observation[None], tf.float32)).numpy().reshape(-1)[0])
+        return truncated_normal(self.rng, mean, self.sigma(episode, warmup), self.low, self.high)
+
+    def deterministic_action(self, observation):
+        """The actor's own action (no noise)."""
+        return float(self._act(tf.constant(observation[None], tf.float32)).numpy().reshape(-1)[0])
+
+    def remember(self, transitions, reward):
+        """Store an episode's (observation, action, next observation, done) with its final reward; update the baseline."""
+        for observation, action, next_observation, done in transitions:
+            self.buffer.add(observation, action, reward, next_observation, done)
+        decay = self.config.baseline_decay
+        self.baseline = reward if self.baseline is None else decay * self.baseline + (1 - decay) * reward
+
+    def learn(self, steps):
+        """``steps`` DDPG updates on batches from the buffer, rewards less the baseline; mean critic+actor loss."""
+        losses = []
+        for _ in range(steps):
+            obs, action, reward, next_obs, done = self.buffer.sample(self.rng, self.config.batch_size)
+            losses.append(float(self._train(obs, action, reward - np.float32(self.baseline), next_obs, done)))
+        return float(np.mean(losses)) if losses else float("nan")
+
+    def _train(self, obs, action, reward, next_obs, done):
+        from tf_agents.trajectories import policy_step, trajectory
+
+        batch = len(obs)
+        first = self._ts.TimeStep(
+            step_type=tf.fill([batch], self._ts.StepType.MID), reward=tf.zeros([batch]),
+            discount=tf.ones([batch]), observation=tf.constant(obs),
+        )
+        last = tf.where(tf.constant(done) > 0, self._ts.StepType.LAST, self._ts.StepType.MID)
+        second = self._ts.TimeStep(
+            step_type=last, reward=tf.constant(reward), discount=tf.constant(1.0 - done),
+            observation=tf.constant(next_obs),
+        )
+        experience = trajectory.Transition(first, policy_step.PolicyStep(tf.constant(action)), second)
+        return self.ddpg.train(experience).loss.numpy()
+
+    # ---- checkpoints ------------------------------------------------------------
+    def _checkpoint(self):
+        return tf.train.Checkpoint(agent=self.ddpg)
+
+    def save(self, directory):
+        """Write networks, optimizers and buffer into ``directory``; return the JSON-able rest of the state."""
+        self._checkpoint().write(os.path.join(directory, "agent"))
+        self.buffer.save(os.path.join(directory, "replay.npz"))
+        return {"rng": self.rng.bit_generator.state, "baseline": self.baseline}
+
+    def restore(self, directory, state):
+        """Undo ``save``: read ``directory`` and the state it returned."""
+        self._checkpoint().read(os.path.join(directory, "agent")).assert_existing_objects_matched()
+        self.buffer.load(os.path.join(directory, "replay.npz"))
+        self.rng.bit_generator.state = state["rng"]
+        self.baseline = state["baseline"]

@@ -1,0 +1,282 @@
+"""Resource budgets for AMC: a policy's MACs, parameters or latency from channel counts alone, and the action wall.
+
+A policy is costed without building anything: each layer's cost is a
+function of how many input and output channels it keeps, and those counts
+follow from the kept count of every channel group through the channel maps
+of ``tfmc.graph``. Counts do not depend on which channels a group keeps, so
+the first k channels of each group stand for any k.
+"""
+import dataclasses
+import math
+import numbers
+
+import numpy as np
+
+from tfmc import cost as cost_lib
+from tfmc import graph as graph_lib
+from tfmc.policy import kept_channels
+
+METRICS = ("macs", "params", "latency")
+_UNITS = {"macs": "MACs", "params": "parameters", "latency": "ms"}
+_LATENCY_KINDS = ("conv", "dense", "depthwise", "separable")
+
+
+class _KeptCount:
+    """How many positions of one channel map survive, given {group: kept count}."""
+
+    def __init__(self, analysis, channel_map, prunable):
+        self.fixed = 0
+        indices = {}
+        for group, index in analysis.map_groups(channel_map):
+            if group in prunable:
+                indices.setdefault(group, []).append(index)
+            else:
+                self.fixed += 1
+        self.parts = [(g, np.sort(np.asarray(i))) for g, i in indices.items()]
+        self.groups = frozenset(indices)
+
+    def __call__(self, counts):
+        kept = self.fixed
+        for group, indices in self.parts:
+            k = counts.get(group)
+            kept += len(indices) if k is None else int(np.searchsorted(indices, k))
+        return kept
+
+
+def _layer_params(layer, kind, kin, kout):
+    """Weights of ``layer`` when it keeps ``kin`` input and ``kout`` output channels."""
+    shapes = [tuple(w.shape) for w in layer.weights]
+    if kind in ("conv", "dense"):
+        return int(np.prod(shapes[0][:-2])) * kin * kout + sum(kout for _ in shapes[1:])
+    if kind == "depthwise":
+        return int(np.prod(shapes[0][:-2])) * kin * shapes[0][-1] + sum(kout for _ in shapes[1:])
+    if kind == "separable":
+        multiplier = shapes[0][-1]
+        return int(np.prod(shapes[0][:-2])) * kin * multiplier + kin * multiplier * kout + sum(kout for _ in shapes[2:])
+    if kind == "batchnorm":
+        return len(shapes) * kout
+    if kind == "prelu" and shapes and shapes[0][-1] != 1:
+        return int(np.prod(shapes[0][:-1])) * kout
+    return int(layer.count_params())
+
+
+class CostModel:
+    """The MACs, parameters or latency of a model as a function of per-group kept channel counts.
+
+    Args:
+      analysis: the model's ChannelGraph.
+      metric: "macs", "params" or "latency".
+      latency: for "latency", a function (layer name, in_channels,
+        out_channels) -> milliseconds, or an object with such a
+        ``latency_ms`` method (a ``tflite_bench.lut.LatencyTable``). Conv,
+        dense, depthwise and separable layers are costed through it; every
+        other layer costs nothing.
+
+    Example:
+      >>> macs = CostModel(ChannelGraph(model), "macs")
+      >>> macs.total({}) == tfmc.count_macs(model)
+      True
+      >>> macs.total({"conv1": 8})  # conv1 keeps 8 channels, every other group all of its own
+    """
+
+    def __init__(self, analysis, metric="macs", latency=None):
+        if metric not in METRICS:
+            raise ValueError(f"unknown cost metric {metric!r}; expected one of {', '.join(METRICS)}")
+        if metric == "latency":
+            if latency is None:
+                raise ValueError("a latency budget needs per-layer latencies: a tflite_bench LatencyTable or a "
+                                 "function (layer name, in_channels, out_channels) -> ms")
+            latency = getattr(latency, "latency_ms", latency)
+        self.metric = metric
+        self.analysis = analysis
+        prunable = {g.name for g in analysis.groups if g.prunable}
+        calls_per_layer = {}
+        for call in analysis.calls:
+            calls_per_layer[call.layer.name] = calls_per_layer.get(call.layer.name, 0) + 1
+        self.constant = 0
+        self.terms = []  # (cost of (kin, kout), kept-count of input, kept-count of output, groups it depends on)
+        seen = set()
+        for call in analysis.calls:
+            layer = call.layer
+            kind = graph_lib.layer_kind(layer)
+            if metric == "params" and layer.name in seen:
+                continue  # a layer's weights count once, however often it is called
+            seen.add(layer.name)
+            fn = self._cost_function(call, kind, latency)
+            if fn is None:
+                continue
+            role = analysis.layer_io(layer.name) if calls_per_layer[layer.name] == 1 else None
+            if role is None or role["kind"] == "opaque" or not role["in"]:
+                self.constant += fn(call.input_shapes[0][-1], call.output_shapes[0][-1])
+                continue
+            kin = _KeptCount(analysis, role["in"][0], prunable)
+            kout = _KeptCount(analysis, role["out"][0], prunable)
+            if not (kin.groups or kout.groups):
+                self.constant += fn(call.input_shapes[0][-1], call.output_shapes[0][-1])
+                continue
+            self.terms.append((_memoized(fn), kin, kout, kin.groups | kout.groups))
+        self.full = self.total({})
+
+    def _cost_function(self, call, kind, latency):
+        layer = call.layer
+        if self.metric == "macs":
+            if kind == "model":
+                macs = cost_lib.count_macs(layer)
+                return lambda kin, kout: macs
+            return lambda kin, kout: cost_lib.layer_macs(layer, call.input_shapes[0], call.output_shapes[0], kin, kout)
+        if self.metric == "params":
+            if not layer.weights:
+                return None
+            return lambda kin, kout: _layer_params(layer, kind, kin, kout)
+        if kind not in _LATENCY_KINDS:
+            return None
+
+        def layer_ms(kin, kout):
+            try:
+                return float(latency(layer.name, kin, kout))
+            except KeyError:
+                raise ValueError(f"the latency table has no entry for layer {layer.name!r}") from None
+
+        return layer_ms
+
+    def total(self, counts):
+        """Cost of the model when group ``g`` keeps ``counts[g]`` channels (groups not named keep all)."""
+        return self.constant + sum(fn(kin(counts), kout(counts)) for fn, kin, kout, _ in self.terms)
+
+    def depending_on(self, counts, groups):
+        """Cost, under ``counts``, of the layers whose channels depend on any of ``groups``."""
+        groups = set(groups)
+        return sum(fn(kin(counts), kout(counts)) for fn, kin, kout, deps in self.terms if deps & groups)
+
+
+def _memoized(fn):
+    cache = {}
+
+    def cached(kin, kout):
+        key = (kin, kout)
+        if key not in cache:
+            cache[key] = fn(kin, kout)
+        return cache[key]
+
+    return cached
+
+
+def keep_candidates(channels, lbound, round_to=8):
+    """Every kept count ``kept_channels(channels, a, round_to)`` reachable with a in [lbound, 1], ascending.
+
+    The count only changes where ``channels * a`` crosses a half-integer, so
+    those points and the two ends give every value.
+    """
+    ratios = [lbound, 1.0] + [(j + 0.5) / channels for j in range(channels)]
+    return sorted({kept_channels(channels, a, round_to) for a in ratios if lbound <= a <= 1.0})
+
+
+@dataclasses.dataclass
+class Budget:
+    """A resource budget: the limit in the metric's units, and what the model spans.
+
+    Attributes:
+      metric: "macs", "params" or "latency".
+      target: what the user asked for (a fraction of the original for MACs and
+        parameters, milliseconds for latency).
+      limit: the budget in the metric's units.
+      full: the unpruned model's cost.
+      minimum: the cost with every prunable group at ``lbound``.
+    """
+
+    metric: str
+    target: float
+    limit: float
+    full: float
+    minimum: float
+
+    def describe(self, value):
+        """``value`` in words, with its share of the original."""
+        amount = f"{value:,.3f} ms" if self.metric == "latency" else f"{int(value):,} {_UNITS[self.metric]}"
+        return f"{amount} ({value / self.full:.3f} of the original)"
+
+
+def check_fraction(name, value):
+    """``value`` as a float strictly between 0 and 1, or a ValueError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 < float(value) < 1.0:
+        raise ValueError(f"{name} must be in (0, 1) (a fraction of the original), got {value!r}")
+    return float(value)
+
+
+def make_budget(cost_model, target, lbound, round_to=8):
+    """The Budget of ``target`` for ``cost_model``, refused when no policy can meet it.
+
+    Args:
+      cost_model: a CostModel.
+      target: a fraction in (0, 1) of the original MACs / parameters, or
+        milliseconds for a latency CostModel.
+      lbound: the smallest keep ratio any group may get.
+      round_to: kept counts are multiples of this.
+
+    Returns:
+      A Budget.
+
+    Raises:
+      ValueError: a target out of range, or one below what every prunable
+        group at ``lbound`` gives (the message names that smallest value).
+
+    Example:
+      >>> make_budget(CostModel(ChannelGraph(model), "macs"), 0.5, lbound=0.2).limit
+    """
+    metric = cost_model.metric
+    option = {"macs": "target_macs", "params": "target_params", "latency": "target_latency_ms"}[metric]
+    if metric == "latency":
+        if isinstance(target, bool) or not isinstance(target, numbers.Real) or not 0.0 < float(target) < math.inf:
+            raise ValueError(f"{option} must be a positive number of milliseconds, got {target!r}")
+        limit = float(target)
+    else:
+        limit = check_fraction(option, target) * cost_model.full
+    floor = {g.name: keep_candidates(g.channels, lbound, round_to)[0] for g in cost_model.analysis.groups if g.prunable}
+    minimum = cost_model.total(floor)
+    budget = Budget(metric, float(target), limit, cost_model.full, minimum)
+    if minimum > limit:
+        smallest = f"{minimum:.3f}" if metric == "latency" else f"{math.ceil(minimum / cost_model.full * 1000) / 1000:.3f}"
+        raise ValueError(
+            f"{option}={target} cannot be met: with every prunable group at lbound={lbound} the model still costs "
+            f"{budget.describe(minimum)}; the smallest achievable {option} is {smallest}"
+        )
+    return budget
+
+
+class ActionWall:
+    """Clamp each action so that the finished policy fits the budget (He et al., AMC, ECCV 2018, section 3.4).
+
+    Before group t's count is fixed, every later group is assumed pruned to
+    ``lbound``; group t then gets the largest count it asked for that keeps
+    the total within the limit. Working on the discrete counts (after
+    rounding to ``round_to``) rather than on the continuous ratio means the
+    rounding can never push a policy over the budget.
+
+    Args:
+      cost_model: a CostModel.
+      budget: a feasible Budget for it.
+      groups: the prunable ChannelGroups in decision order.
+      lbound: the smallest keep ratio.
+      round_to: kept counts are multiples of this.
+    """
+
+    def __init__(self, cost_model, budget, groups, lbound, round_to=8):
+        self.cost_model = cost_model
+        self.budget = budget
+        self.candidates = {g.name: keep_candidates(g.channels, lbound, round_to) for g in groups}
+        self.floor = {name: c[0] for name, c in self.candidates.items()}
+
+    def max_count(self, decided, group):
+        """The largest count of ``group`` that fits, given ``decided`` counts and the rest at lbound."""
+        counts = dict(self.floor)
+        counts.update(decided)
+        candidates = self.candidates[group]
+        lo, hi = 0, len(candidates) - 1  # candidates[lo] always fits: the budget was checked feasible
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            counts[group] = candidates[mid]
+            if self.cost_model.total(counts) <= self.budget.limit:
+                lo = mid
+            else:
+                hi = mid - 1
+        return candidates[lo]

@@ -1,0 +1,399 @@
+"""The AMC search loop: episodes, rewards, checkpoints, history, progress and the result."""
+import csv
+import dataclasses
+import hashlib
+import io as text_io
+import json
+import math
+import os
+import shutil
+import sys
+import time
+import warnings
+
+import numpy as np
+
+from tfmc import io as tfmc_io
+from tfmc._keras import require_graph_model, tf
+from tfmc.amc.agent import AgentConfig, AmcAgent
+from tfmc.amc.budget import CostModel, make_budget
+from tfmc.amc.env import PruningEnv, no_prunable_message
+from tfmc.amc.masked import MaskedModel
+from tfmc.graph import ChannelGraph
+from tfmc.policy import PrunePolicy, kept_channels
+
+REWARDS = ("acc", "acc_flops", "acc_params")
+_POINTER = "checkpoint.json"
+_FORMAT = "tfmc.amc.search"
+
+
+@dataclasses.dataclass
+class SearchResult:
+    """What an AMC search found.
+
+    Attributes:
+      policy: the best PrunePolicy (keep ratio = kept / channels per group);
+        its metadata holds the counts, the budget, the achieved MACs /
+        params (/ latency) and the reward and reward-set accuracy.
+      history: one dict per episode (see ``HISTORY_COLUMNS``, plus a keep
+        ratio per group).
+      best_reward, best_accuracy, best_episode: of the best policy.
+      budget: the Budget searched under.
+      episodes_done: episodes finished, warm-up included.
+      complete: False when the call stopped early (``stop_after``).
+      plain_eval_seconds: one evaluation of the reward set by the unpruned
+        model through the same forward function (for the cost ratio).
+      out_dir: where the outputs went, or None.
+    """
+
+    policy: PrunePolicy
+    history: list
+    best_reward: float
+    best_accuracy: float
+    best_episode: int
+    budget: object
+    episodes_done: int
+    complete: bool
+    plain_eval_seconds: float
+    out_dir: object = None
+
+    @property
+    def mean_episode_seconds(self):
+        """Mean wall time of the episodes in the history (agent, evaluation and bookkeeping)."""
+        seconds = [row["seconds"] for row in self.history]
+        return float(np.mean(seconds)) if seconds else float("nan")
+
+
+HISTORY_COLUMNS = ("episode", "phase", "reward", "accuracy", "macs", "params", "cost", "cost_fraction", "sigma",
+                   "baseline", "loss", "best_reward", "reward_was_nan", "seconds")
+
+
+def _digest(*arrays):
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(str(a.shape).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()[:16]
+
+
+def _reward_name(reward):
+    if callable(reward):
+        return f"callable:{getattr(reward, '__module__', '')}.{getattr(reward, '__qualname__', type(reward).__name__)}"
+    if reward not in REWARDS:
+        raise ValueError(f"unknown reward {reward!r}; expected one of {', '.join(REWARDS)} or a function "
+                         "(y_true, logits) -> float")
+    return reward
+
+
+def _reward_set(val_data):
+    if hasattr(val_data, "x_val") and hasattr(val_data, "y_val"):
+        return np.asarray(val_data.x_val, np.float32), np.asarray(val_data.y_val)
+    if isinstance(val_data, (tuple, list)) and len(val_data) == 2:
+        x, y = (np.asarray(v) for v in val_data)
+        if len(x) != len(y) or not len(x):
+            raise ValueError(f"val_data must be non-empty (x, y) of equal length, got {len(x)} images and {len(y)} labels")
+        return x.astype(np.float32), y
+    raise ValueError("val_data must be (x, y) arrays or a tfmc.data.Dataset (its validation split is the reward set)")
+
+
+def _target(target_macs, target_params, target_latency_ms, latency_table):
+    given = {k: v for k, v in (("macs", target_macs), ("params", target_params), ("latency", target_latency_ms))
+             if v is not None}
+    if len(given) != 1:
+        raise ValueError("give exactly one budget: target_macs, target_params or target_latency_ms")
+    metric, value = next(iter(given.items()))
+    if metric == "latency" and latency_table is None:
+        raise ValueError("target_latency_ms needs latency_table: a tflite_bench LatencyTable or a function "
+                         "(layer name, in_channels, out_channels) -> ms")
+    return metric, value
+
+
+class _Outputs:
+    """The output folder: checkpoints, history CSV, TensorBoard scalars, best policy, plots."""
+
+    def __init__(self, out_dir):
+        self.dir = os.fspath(out_dir)
+        os.makedirs(self.dir, exist_ok=True)
+        self.pointer = os.path.join(self.dir, _POINTER)
+        self._writer = None
+
+    def read_pointer(self):
+        if not os.path.exists(self.pointer):
+            return None
+        with open(self.pointer, encoding="utf-8") as f:
+            return json.load(f)
+
+    def scalars(self, episode, values):
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(os.path.join(self.dir, "tensorboard"))
+        with self._writer.as_default():
+            for name, value in values.items():
+                tf.summary.scalar(name, value, step=episode)
+        self._writer.flush()
+
+    def checkpoint(self, agent, state, fingerprint):
+        """Write the checkpoint for ``state['episodes_done']``, then point at it; a kill at any moment leaves one."""
+        name = f"ckpt-{state['episodes_done']:06d}"
+        final = os.path.join(self.dir, name)
+        tmp = final + ".tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        os.makedirs(tmp)
+        state = dict(state, agent=agent.save(tmp))
+        tfmc_io.write_json(os.path.join(tmp, "state.json"), state)
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        tfmc_io.write_json(self.pointer, {"format": _FORMAT, "latest": name, "episodes_done": state["episodes_done"],
+                                          "fingerprint": fingerprint})
+        for entry in os.listdir(self.dir):
+            if entry.startswith("ckpt-") and entry != name:
+                shutil.rmtree(os.path.join(self.dir, entry), ignore_errors=True)
+
+    def load(self, pointer):
+        directory = os.path.join(self.dir, pointer["latest"])
+        with open(os.path.join(directory, "state.json"), encoding="utf-8") as f:
+            return directory, json.load(f)
+
+    def history_csv(self, history, groups):
+        columns = list(HISTORY_COLUMNS) + [f"keep:{g}" for g in groups] + [f"channels:{g}" for g in groups]
+        buffer = text_io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        for row in history:
+            flat = {k: row[k] for k in HISTORY_COLUMNS}
+            flat.update({f"keep:{g}": row["keep"][g] for g in groups})
+            flat.update({f"channels:{g}": row["channels"][g] for g in groups})
+            writer.writerow(flat)
+        tfmc_io.write_text(os.path.join(self.dir, "history.csv"), buffer.getvalue())
+
+
+def _policy(groups, counts, round_to, metadata):
+    ratios = {}
+    for g in groups:
+        ratios[g.name] = counts[g.name] / g.channels
+        assert kept_channels(g.channels, ratios[g.name], round_to) == counts[g.name]
+    return PrunePolicy(ratios, round_to=round_to, metadata=metadata)
+
+
+def search(model, val_data, *, target_macs=None, target_params=None, target_latency_ms=None, latency_table=None,
+           calib_data=None, reward="acc", episodes=300, warmup=100, lbound=0.2, round_to=8, out_dir=None,
+           resume=False, seed=0, progress=True, stop_after=None, agent_config=None, max_calib_images=3000):
+    """Search per-group keep ratios under a hard budget with a DDPG agent (He et al., AMC, ECCV 2018).
+
+    Each episode walks the prunable channel groups in topological order; the
+    agent proposes a keep ratio per group, the action wall keeps the policy
+    within the budget, and the policy is scored on the reward set by one
+    reusable masked copy of the model (least-squares refitted when
+    ``calib_data`` is given), without fine-tuning. After ``warmup`` episodes
+    of random actions the agent learns from every episode.
+
+    Args:
+      model: a functional or Sequential tf_keras classifier (logits or
+        probabilities out); never changed.
+      val_data: the reward set, (x, y) arrays or a tfmc.data.Dataset (its
+        validation split). Keep it apart from the test set.
+      target_macs / target_params: the budget as a fraction in (0, 1) of the
+        original MACs / parameters; or
+      target_latency_ms: the budget in milliseconds, summed over the layers
+        of ``latency_table``.
+      latency_table: a ``tflite_bench.lut.LatencyTable`` or a function
+        (layer name, in_channels, out_channels) -> ms.
+      calib_data: images for least-squares reconstruction (training images,
+        not the reward set); None evaluates plain masked pruning.
+      reward: "acc" (top-1 accuracy, the paper's -error shifted by one),
+        "acc_flops" (-error * log MACs), "acc_params" (-error * log params),
+        or a function (y_true, logits) -> float, higher is better. A NaN
+        reward gets the worst reward seen so far (0 for a function when none
+        was seen; the built-in rewards' value at accuracy 0) and a warning.
+      episodes: learning episodes after the warm-up (paper: 300).
+      warmup: episodes of uniform random actions first (paper: 100).
+      lbound: the smallest keep ratio of a group (paper: 0.2).
+      round_to: kept channel counts are multiples of this.
+      out_dir: folder for checkpoints (after every episode), history.csv,
+        TensorBoard scalars, best_policy.json and the plots; None keeps
+        everything in memory (no resume).
+      resume: continue the search checkpointed in ``out_dir``.
+      seed: the same seed gives the same policy on the same machine.
+      progress: show a progress bar on stderr.
+      stop_after: run at most this many episodes in this call, then return
+        (the checkpoint lets a later call with ``resume=True`` go on).
+      agent_config: an AgentConfig (default: the paper's settings).
+      max_calib_images: calibration images used for reconstruction.
+
+    Returns:
+      SearchResult.
+
+    Raises:
+      ValueError: no or several budgets, a target outside (0, 1), a budget
+        below what lbound everywhere gives (the message names the smallest
+        achievable value), a model without prunable groups (with the
+        reasons), an unknown reward, or an ``out_dir`` holding another
+        search (or one to resume without ``resume=True``).
+      TypeError: a subclassed model.
+
+    Example:
+      >>> result = tfmc.amc.search(model, (x_val, y_val), target_macs=0.5, calib_data=x_train[:500],
+      ...                          out_dir="amc_run")
+      >>> small = tfmc.prune(model, result.policy, calib_data=x_train[:500])
+    """
+    require_graph_model(model)
+    metric, target = _target(target_macs, target_params, target_latency_ms, latency_table)
+    if not 0.0 < lbound <= 1.0:
+        raise ValueError(f"lbound must be in (0, 1], got {lbound!r}")
+    if int(episodes) != episodes or episodes < 1 or int(warmup) != warmup or warmup < 0:
+        raise ValueError(f"episodes must be >= 1 and warmup >= 0 (whole numbers), got {episodes!r} and {warmup!r}")
+    reward_name = _reward_name(reward)
+    x_val, y_val = _reward_set(val_data)
+    analysis = ChannelGraph(model)
+    groups = [g for g in analysis.groups if g.prunable]
+    if not groups:
+        raise ValueError(no_prunable_message(analysis))
+    cost_model = CostModel(analysis, metric, latency=latency_table)
+    budget = make_budget(cost_model, target, lbound, round_to)
+    macs_model = cost_model if metric == "macs" else CostModel(analysis, "macs")
+    params_model = cost_model if metric == "params" else CostModel(analysis, "params")
+    config = agent_config or AgentConfig()
+    calib = None if calib_data is None else np.asarray(calib_data, np.float32)[:max_calib_images]
+    fingerprint = {
+        "model": model.name, "weights": _digest(*model.get_weights()),
+        "groups": [[g.name, g.channels] for g in groups],
+        "budget": {"metric": metric, "target": float(target)}, "lbound": float(lbound), "round_to": int(round_to),
+        "reward": reward_name, "reward_set": _digest(x_val, y_val),
+        "calibration": None if calib is None else _digest(calib), "seed": int(seed), "warmup": int(warmup),
+        "agent": config.as_dict(),
+    }
+    if metric == "latency":
+        fingerprint["latency_full_ms"] = round(float(budget.full), 9)
+    outputs = _Outputs(out_dir) if out_dir is not None else None
+    pointer = outputs.read_pointer() if outputs else None
+    if pointer is not None:
+        if not resume:
+            raise ValueError(f"{outputs.dir} already holds an AMC search ({pointer['episodes_done']} episodes done); "
+                             "resume it (resume=True, --resume) or choose another folder")
+        differs = sorted(k for k in set(fingerprint) | set(pointer["fingerprint"])
+                         if fingerprint.get(k) != pointer["fingerprint"].get(k))
+        if differs:
+            raise ValueError(f"{outputs.dir} holds a different AMC search (it differs in: {', '.join(differs)}); "
+                             "refusing to resume it")
+
+    masked = MaskedModel(model, analysis, calib, seed=seed)
+    started = time.perf_counter()
+    masked.predict(x_val)
+    plain_eval_seconds = time.perf_counter() - started
+    if plain_eval_seconds > 0:  # the first call traced the forward function; time a second one
+        started = time.perf_counter()
+        masked.predict(x_val)
+        plain_eval_seconds = time.perf_counter() - started
+
+    def score(counts):
+        masked.apply(counts)
+        logits = masked.predict(x_val)
+        accuracy = float(np.mean(np.argmax(logits, axis=-1) == y_val))
+        macs, params = macs_model.total(counts), params_model.total(counts)
+        if callable(reward):
+            value = float(reward(y_val, logits))
+        elif reward == "acc":
+            value = accuracy
+        else:
+            value = -(1.0 - accuracy) * math.log(macs if reward == "acc_flops" else params)
+        return value, accuracy, macs, params
+
+    scored = {}
+
+    def evaluate(counts):
+        scored["last"] = score(counts)
+        return scored["last"][0]
+
+    env = PruningEnv(analysis, cost_model, budget, evaluate=evaluate, lbound=lbound, round_to=round_to)
+    agent = AmcAgent(env.observation_spec(), env.action_spec(), config, seed=seed)
+    history, best = [], None
+    if pointer is not None:
+        directory, state = outputs.load(pointer)
+        agent.restore(directory, state["agent"])
+        history, best = state["history"], state["best"]
+
+    total = warmup + episodes
+    bar = _progress(total, len(history), progress)
+    names = [g.name for g in groups]
+    ran = 0
+    while len(history) < total and (stop_after is None or ran < stop_after):
+        episode = len(history)
+        started = time.perf_counter()
+        step, transitions = env.reset(), []
+        while not step.is_last():
+            action = agent.act(step.observation, episode, warmup)
+            following = env.step(np.array([action], np.float32))
+            transitions.append((step.observation, env.last_action, following.observation, following.is_last()))
+            step = following
+        result = env.last_episode
+        value, accuracy, macs, params = scored["last"]
+        was_nan = not math.isfinite(value)
+        if was_nan:
+            value = _worst(history, reward, macs, params)
+            warnings.warn(f"AMC episode {episode + 1}: the reward was {result['reward']}; it gets the worst reward "
+                          f"{value:.6g} and the search goes on", RuntimeWarning, stacklevel=2)
+        agent.remember(transitions, value)
+        loss = agent.learn(len(transitions)) if episode >= warmup else float("nan")
+        row = {
+            "episode": episode + 1, "phase": "warmup" if episode < warmup else "explore", "reward": value,
+            "accuracy": accuracy, "macs": int(macs), "params": int(params), "cost": float(result["cost"]),
+            "cost_fraction": float(result["cost"] / budget.full),
+            "sigma": float(agent.sigma(episode, warmup)) if episode >= warmup else float("nan"),
+            "baseline": float(agent.baseline), "loss": loss, "reward_was_nan": was_nan,
+            "keep": {g.name: result["counts"][g.name] / g.channels for g in groups},
+            "channels": dict(result["counts"]),
+        }
+        if best is None or value > best["reward"]:
+            best = {"reward": value, "accuracy": accuracy, "episode": episode + 1, "counts": dict(result["counts"]),
+                    "macs": int(macs), "params": int(params), "cost": float(result["cost"])}
+        row["best_reward"] = best["reward"]
+        row["seconds"] = time.perf_counter() - started
+        history.append(row)
+        ran += 1
+        if outputs:
+            outputs.scalars(episode + 1, {"reward": value, "accuracy": accuracy, "best_reward": best["reward"],
+                                          "cost_fraction": row["cost_fraction"]})
+            state = {"episodes_done": len(history), "history": history, "best": best}
+            outputs.checkpoint(agent, state, fingerprint)
+            outputs.history_csv(history, names)
+        bar.update(1)
+        bar.set_postfix(reward=f"{value:.4f}", best=f"{best['reward']:.4f}")
+    bar.close()
+    masked.restore()
+
+    policy = _policy(groups, best["counts"], round_to, {
+        "method": "amc", "budget": {"metric": metric, "target": float(target), "limit": float(budget.limit),
+                                    "original": float(budget.full)},
+        "kept_channels": dict(best["counts"]), "channels": {g.name: g.channels for g in groups},
+        "macs": best["macs"], "params": best["params"], "cost": best["cost"],
+        "reward": reward_name, "reward_value": best["reward"], "reward_accuracy": best["accuracy"],
+        "episode": best["episode"], "seed": int(seed),
+    })
+    result = SearchResult(
+        policy=policy, history=history, best_reward=best["reward"], best_accuracy=best["accuracy"],
+        best_episode=best["episode"], budget=budget, episodes_done=len(history), complete=len(history) >= total,
+        plain_eval_seconds=plain_eval_seconds, out_dir=outputs.dir if outputs else None,
+    )
+    if outputs:
+        from tfmc.amc import plots
+
+        policy.to_json(os.path.join(outputs.dir, "best_policy.json"))
+        plots.plot_keep_ratios(policy, os.path.join(outputs.dir, "keep_ratios.png"))
+        plots.plot_rewards(history, os.path.join(outputs.dir, "rewards.png"))
+    return result
+
+
+def _worst(history, reward, macs, params):
+    """The reward a NaN episode gets: the lowest seen so far, and no more than the built-in reward at accuracy 0."""
+    finite = [row["reward"] for row in history if math.isfinite(row["reward"])]
+    if callable(reward):
+        return min(finite) if finite else 0.0
+    floor = {"acc": 0.0, "acc_flops": -math.log(macs), "acc_params": -math.log(params)}[reward]
+    return min(finite + [floor])
+
+
+def _progress(total, done, enabled):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=done, desc="AMC", unit="episode", disable=not enabled, file=sys.stderr,
+                dynamic_ncols=True)
