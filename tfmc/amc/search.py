@@ -301,8 +301,15 @@ def search(model, val_data, *, target_macs=None, target_params=None, target_late
     scored = {}
 
     def evaluate(counts):
-        scored["last"] = score(counts)
-        return scored["last"][0]
+        value, accuracy, macs, params = score(counts)
+        was_nan = not math.isfinite(value)
+        if was_nan:
+            worst = _worst(history, reward, macs, params)
+            warnings.warn(f"AMC episode {len(history) + 1}: the reward was {value}; it gets the worst reward "
+                          f"{worst:.6g} and the search goes on", RuntimeWarning, stacklevel=3)
+            value = worst
+        scored["last"] = value, accuracy, macs, params, was_nan
+        return value
 
     env = PruningEnv(analysis, cost_model, budget, evaluate=evaluate, lbound=lbound, round_to=round_to)
     agent = AmcAgent(env.observation_spec(), env.action_spec(), config, seed=seed)
@@ -326,19 +333,14 @@ def search(model, val_data, *, target_macs=None, target_params=None, target_late
             transitions.append((step.observation, env.last_action, following.observation, following.is_last()))
             step = following
         result = env.last_episode
-        value, accuracy, macs, params = scored["last"]
-        was_nan = not math.isfinite(value)
-        if was_nan:
-            value = _worst(history, reward, macs, params)
-            warnings.warn(f"AMC episode {episode + 1}: the reward was {result['reward']}; it gets the worst reward "
-                          f"{value:.6g} and the search goes on", RuntimeWarning, stacklevel=2)
+        value, accuracy, macs, params, was_nan = scored["last"]
         agent.remember(transitions, value)
-        loss = agent.learn(len(transitions)) if episode >= warmup else float("nan")
+        loss = agent.learn(len(transitions)) if episode >= warmup else None
         row = {
             "episode": episode + 1, "phase": "warmup" if episode < warmup else "explore", "reward": value,
             "accuracy": accuracy, "macs": int(macs), "params": int(params), "cost": float(result["cost"]),
             "cost_fraction": float(result["cost"] / budget.full),
-            "sigma": float(agent.sigma(episode, warmup)) if episode >= warmup else float("nan"),
+            "sigma": float(agent.sigma(episode, warmup)) if episode >= warmup else None,
             "baseline": float(agent.baseline), "loss": loss, "reward_was_nan": was_nan,
             "keep": {g.name: result["counts"][g.name] / g.channels for g in groups},
             "channels": dict(result["counts"]),

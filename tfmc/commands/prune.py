@@ -1,6 +1,8 @@
 """`tfmc prune MODEL`: remove channels by given keep ratios, or search them with AMC."""
 import os
 
+_TARGETS = ("target_macs", "target_params", "target_latency_ms")
+
 
 def register(sub):
     p = sub.add_parser(
@@ -8,7 +10,10 @@ def register(sub):
         help="remove channels: by given keep ratios (--ratios) or by an AMC search under a budget",
         description=(
             "With --ratios FLOAT|FILE the given keep ratios are applied. --out is a .keras/.h5 file, "
-            "or a folder that receives pruned.keras, policy.json and summary.md."
+            "or a folder that receives pruned.keras, policy.json and summary.md. With a budget "
+            "(--target-macs / --target-params / --target-latency-ms) an AMC search picks the ratios; --out is then "
+            "a folder that also receives best_policy.json, history.csv, tensorboard/, keep_ratios.png, rewards.png "
+            "and the search checkpoint (--resume continues it)."
         ),
     )
     p.add_argument("model", help=".keras / .h5 file or SavedModel folder")
@@ -17,8 +22,29 @@ def register(sub):
     p.add_argument("--calib-images", type=int, default=512, help="calibration images used for reconstruction (default 512)")
     p.add_argument("--round-to", type=int, default=8, help="kept channel counts are multiples of this (default 8)")
     p.add_argument("--out", required=True, help="output .keras/.h5 file or folder")
+    add_search_arguments(p)
     p.set_defaults(run=run)
     return p
+
+
+def add_search_arguments(parser):
+    """Add the AMC search options (tfmc.amc.cli.run_search reads them)."""
+    group = parser.add_argument_group("AMC search (instead of --ratios; --data and an --out folder required)")
+    group.add_argument("--target-macs", type=float, help="keep at most this fraction of the MACs, in (0, 1)")
+    group.add_argument("--target-params", type=float, help="keep at most this fraction of the parameters, in (0, 1)")
+    group.add_argument("--target-latency-ms", type=float, help="latency budget in ms, summed over --latency-table")
+    group.add_argument("--latency-table", help="per-layer latency table JSON (tflite-bench lut) for --target-latency-ms")
+    group.add_argument("--episodes", type=int, default=300, help="learning episodes after the warm-up (default 300)")
+    group.add_argument("--warmup", type=int, default=100, help="warm-up episodes of random actions (default 100)")
+    group.add_argument("--reward", default="acc", choices=["acc", "acc_flops", "acc_params"],
+                       help="acc: accuracy; acc_flops / acc_params: -error * log(MACs / params) (default acc)")
+    group.add_argument("--lbound", type=float, default=0.2, help="smallest keep ratio of a group (default 0.2)")
+    group.add_argument("--finetune-epochs", type=int, default=0, help="fine-tune the pruned model this many epochs")
+    group.add_argument("--finetune-lr", type=float, default=1e-3, help="fine-tuning learning rate, Adam (default 1e-3)")
+    group.add_argument("--resume", action="store_true", help="continue the search checkpointed in --out")
+    group.add_argument("--seed", type=int, default=0, help="the same seed gives the same policy (default 0)")
+    group.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
 
 
 def _parse_ratios(text):
@@ -48,8 +74,12 @@ def run(args):
     from tfmc.policy import PrunePolicy
     from tfmc.prune import prune
 
+    if any(getattr(args, name) is not None for name in _TARGETS):
+        from tfmc.amc.cli import run_search
+
+        return run_search(args)
     if args.ratios is None:
-        raise UsageError("give --ratios FLOAT|FILE (keep ratios to apply)")
+        raise UsageError("give --ratios FLOAT|FILE (keep ratios to apply) or a budget for an AMC search (--target-macs F)")
     ratios = _parse_ratios(args.ratios)
     model = io.load_model(args.model)
     calib = None

@@ -1,0 +1,316 @@
+"""AMC: policy costs and the action wall, the environment's state, masked episodes, seeds, resume, bad input."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import warnings
+
+import numpy as np
+import pytest
+
+import tiny_models
+import tfmc
+from tfmc import amc
+from tfmc._keras import keras, tf
+from tfmc.amc.budget import ActionWall, CostModel, keep_candidates, make_budget
+from tfmc.amc.env import FEATURES, PruningEnv
+from tfmc.amc.masked import MaskedModel, sampled_patches
+from tfmc.graph import ChannelGraph
+from tfmc.policy import PrunePolicy
+
+FAST = dict(episodes=3, warmup=2, progress=False)
+
+
+def _reward_set(n=48, seed=3):
+    x = tiny_models.images(n, seed=seed)
+    return x, np.arange(n) % 10
+
+
+@pytest.fixture(scope="module")
+def residual():
+    return tiny_models.residual_cnn()
+
+
+@pytest.fixture(scope="module")
+def chain():
+    return tiny_models.chain_cnn()
+
+
+def _without_time(history):
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in history]
+
+
+@pytest.mark.parametrize("name", ["chain", "residual", "concat", "depthwise", "se"])
+def test_policy_costs_equal_the_pruned_models(name):
+    model = tiny_models.ALL[name]()
+    analysis = ChannelGraph(model)
+    macs, params = CostModel(analysis, "macs"), CostModel(analysis, "params")
+    assert (macs.full, params.full) == (tfmc.count_macs(model), tfmc.count_params(model))
+    rng = np.random.default_rng(0)
+    groups = [g for g in analysis.groups if g.prunable]
+    counts = {g.name: int(rng.choice(keep_candidates(g.channels, 0.2))) for g in groups}
+    pruned = tfmc.prune(model, {g.name: counts[g.name] / g.channels for g in groups})
+    assert macs.total(counts) == tfmc.count_macs(pruned)
+    assert params.total(counts) == tfmc.count_params(pruned)
+
+
+def test_latency_cost_reads_the_table_per_layer(chain):
+    calls = []
+
+    def table(layer, cin, cout):
+        calls.append(layer)
+        return 0.001 * cin * cout
+
+    analysis = ChannelGraph(chain)
+    latency = CostModel(analysis, "latency", latency=table)
+    # conv1 reads the 3-channel image; fc1 -> logits 20 x 10
+    full = 0.001 * (3 * 16 + 16 * 24 + 24 * 32 + 32 * 20 + 20 * 10)
+    assert latency.full == pytest.approx(full)
+    assert latency.total({"conv2": 8}) == pytest.approx(full - 0.001 * (16 * 16 + 16 * 32))
+    assert set(calls) == {"conv1", "conv2", "conv3", "fc1", "logits"}
+
+
+def test_keep_candidates_are_multiples_of_round_to():
+    assert keep_candidates(16, 0.2) == [8, 16]
+    assert keep_candidates(44, 0.2) == [8, 16, 24, 32, 40, 44]
+    assert keep_candidates(10, 0.2) == [8]
+    assert keep_candidates(24, 0.5, round_to=1) == list(range(12, 25))
+
+
+def test_infeasible_budget_names_the_smallest_achievable_value(residual):
+    analysis = ChannelGraph(residual)
+    with pytest.raises(ValueError, match=r"^target_macs=0\.05 cannot be met: with every prunable group at lbound=0\.2 "
+                                         r"the model still costs 391,248 MACs \(0\.315 of the original\); the smallest "
+                                         r"achievable target_macs is 0\.316$"):
+        make_budget(CostModel(analysis, "macs"), 0.05, 0.2)
+    x, y = _reward_set()
+    with pytest.raises(ValueError, match=r"the smallest achievable target_params is"):
+        amc.search(residual, (x, y), target_params=0.01, **FAST)
+
+
+@pytest.mark.parametrize("bad", [0.0, 1.0, 1.5, -0.2])
+def test_target_outside_the_unit_interval_is_refused(residual, bad):
+    x, y = _reward_set()
+    with pytest.raises(ValueError, match=rf"^target_macs must be in \(0, 1\) \(a fraction of the original\), got {bad}$"):
+        amc.search(residual, (x, y), target_macs=bad, **FAST)
+
+
+def test_one_budget_and_a_known_reward_are_required(residual):
+    x, y = _reward_set()
+    with pytest.raises(ValueError, match="^give exactly one budget: target_macs, target_params or target_latency_ms$"):
+        amc.search(residual, (x, y), target_macs=0.5, target_params=0.5, **FAST)
+    with pytest.raises(ValueError, match="^target_latency_ms needs latency_table"):
+        amc.search(residual, (x, y), target_latency_ms=1.0, **FAST)
+    with pytest.raises(ValueError, match=r"^unknown reward 'top5'; expected one of acc, acc_flops, acc_params"):
+        amc.search(residual, (x, y), target_macs=0.5, reward="top5", **FAST)
+
+
+def test_a_model_without_prunable_groups_says_why():
+    inp = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(8, 3, name="conv")(inp)
+    x = keras.layers.Flatten(name="flat")(x)
+    model = keras.Model(inp, keras.layers.Dense(10, name="logits")(x), name="flat_net")
+    with pytest.raises(ValueError, match=r"^model 'flat_net' has no prunable channel group \(.*conv: flattened by "
+                                         r"'flat'.*logits: reaches model output of layer 'logits'"):
+        amc.search(model, (np.zeros((4, 8, 8, 3), np.float32), np.zeros(4)), target_macs=0.5, **FAST)
+
+
+def _walk(env, actions):
+    observations, step = [], env.reset()
+    observations.append(step.observation)
+    for a in actions:
+        step = env.step(np.array([a], np.float32))
+        observations.append(step.observation)
+        if step.is_last():
+            break
+    return observations, step
+
+
+def test_state_has_eleven_features_in_the_unit_interval(residual):
+    analysis = ChannelGraph(residual)
+    cost = CostModel(analysis, "macs")
+    env = PruningEnv(analysis, cost, make_budget(cost, 0.6, 0.2), evaluate=lambda counts: 0.5)
+    assert env.observation_spec().shape == (11,) and len(FEATURES) == 11
+    observations, last = _walk(env, [0.3, 0.9, 0.5])
+    states = np.stack(observations)
+    assert states.shape == (4, 11) and states.min() >= 0.0 and states.max() <= 1.0
+    np.testing.assert_allclose(states[:3, 0], [0.0, 0.5, 1.0])  # t, min-max over the three groups
+    np.testing.assert_allclose(states[:3, 1], [(16 - 12) / 12, 0.0, 1.0])  # n: 16, 12, 24 channels
+    assert states[0, 8] == 0.0 and states[0, 10] == 1.0  # nothing reduced yet; a_{-1} = 1
+    assert states[1, 8] > 0.0 and states[1, 10] == pytest.approx(0.3)  # the first action removed MACs
+    assert states[0, 9] > states[1, 9] > states[2, 9] == 0.0  # MACs still to decide shrink to nothing
+    assert last.is_last() and last.reward == pytest.approx(0.5)
+
+
+def test_the_wall_keeps_even_greedy_actions_within_the_budget(residual):
+    analysis = ChannelGraph(residual)
+    cost = CostModel(analysis, "macs")
+    budget = make_budget(cost, 0.5, 0.2)
+    env = PruningEnv(analysis, cost, budget, evaluate=lambda counts: 0.0)
+    _walk(env, [1.0, 1.0, 1.0])
+    episode = env.last_episode
+    assert episode["cost"] <= budget.limit
+    # stem at 16 would cost 782,416 MACs even with the rest at lbound (limit 620,664); block_a fits whole;
+    # proj at 24 would miss by 120 MACs, so it gets 16
+    wall = ActionWall(cost, budget, env.groups, 0.2)
+    assert wall.max_count({}, "stem") == 8 and wall.max_count({"stem": 8, "block_a": 12}, "proj") == 16
+    assert cost.total({"stem": 8, "block_a": 12, "proj": 24}) == budget.limit + 120
+    assert episode["counts"] == {"stem": 8, "block_a": 12, "proj": 16}
+    assert episode["ratios"] == {"stem": 0.5, "block_a": 1.0, "proj": pytest.approx(16 / 24)}
+    pruned = tfmc.prune(residual, PrunePolicy({g: episode["counts"][g] / c for g, c in [("stem", 16), ("block_a", 12), ("proj", 24)]}))
+    assert tfmc.count_macs(pruned) == episode["cost"] <= 0.5 * tfmc.count_macs(residual)
+
+
+def test_sampled_patches_are_the_im2col_rows():
+    layer = keras.layers.Conv2D(4, 3, strides=2, padding="same", dilation_rate=1)
+    layer.build((None, 7, 7, 5))
+    x = np.random.default_rng(0).random((3, 7, 7, 5)).astype("float32")
+    rng = np.random.default_rng(1)
+    rows = sampled_patches(layer, x, 100, rng)
+    full = tf.image.extract_patches(x, [1, 3, 3, 1], [1, 2, 2, 1], [1, 1, 1, 1], "SAME").numpy().reshape(-1, 45)
+    np.testing.assert_allclose(np.sort(rows, axis=0), np.sort(full, axis=0))  # 16 positions <= 100: every one
+    valid = keras.layers.Conv2D(4, 3, padding="valid")
+    valid.build((None, 7, 7, 5))
+    picked = sampled_patches(valid, x, 5, np.random.default_rng(2))
+    every = tf.image.extract_patches(x, [1, 3, 3, 1], [1, 1, 1, 1], [1, 1, 1, 1], "VALID").numpy().reshape(-1, 45)
+    assert picked.shape == (15, 45)
+    assert all(np.any(np.all(np.isclose(every, row), axis=1)) for row in picked)
+
+
+@pytest.mark.parametrize("name", ["residual", "concat", "depthwise"])
+def test_the_masked_copy_computes_the_pruned_model(name):
+    model = tiny_models.ALL[name]()
+    analysis = ChannelGraph(model)
+    masked = MaskedModel(model, analysis)
+    groups = [g for g in analysis.groups if g.prunable]
+    counts = {g.name: keep_candidates(g.channels, 0.2)[0] for g in groups}
+    x = tiny_models.images(6)
+    masked.apply(counts)
+    pruned = tfmc.prune(model, {g.name: counts[g.name] / g.channels for g in groups})
+    np.testing.assert_allclose(masked.predict(x), pruned.predict(x, verbose=0), atol=1e-4)
+    masked.restore()
+    np.testing.assert_allclose(masked.predict(x), model.predict(x, verbose=0), atol=1e-5)
+
+
+def test_reconstruction_is_cached_and_fits_the_kept_inputs(chain):
+    analysis = ChannelGraph(chain)
+    x = tiny_models.images(32)
+    masked = MaskedModel(chain, analysis, calib_data=x)
+    masked.apply({"conv2": 8})
+    kernel = masked.clone.get_layer("conv3").get_weights()[0]
+    dropped = ~masked.masks({"conv2": 8})["conv2"]
+    assert np.all(kernel[:, :, dropped, :] == 0) and np.any(kernel[:, :, ~dropped, :] != 0)
+    fits = dict(masked._fits)
+    masked.apply({"conv2": 16})
+    masked.apply({"conv2": 8})
+    assert len(masked._fits) == 2 and all(masked._fits[k] is v for k, v in fits.items())
+    np.testing.assert_array_equal(masked.clone.get_layer("conv3").get_weights()[0], kernel)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(residual, tmp_path_factory):
+    out = tmp_path_factory.mktemp("amc") / "whole"
+    x, y = _reward_set()
+    return amc.search(residual, (x, y), target_macs=0.5, calib_data=tiny_models.images(32, seed=5),
+                      out_dir=out, seed=7, episodes=4, warmup=2, progress=False)
+
+
+def test_every_episode_meets_the_budget_and_outputs_are_written(uninterrupted, residual):
+    result = uninterrupted
+    limit = 0.5 * tfmc.count_macs(residual)
+    assert len(result.history) == 6 and result.complete
+    assert [row["phase"] for row in result.history] == ["warmup"] * 2 + ["explore"] * 4
+    assert all(row["macs"] <= limit for row in result.history)
+    assert result.best_reward == max(row["reward"] for row in result.history)
+    small = tfmc.prune(residual, result.policy)
+    assert tfmc.count_macs(small) == result.policy.metadata["macs"] <= limit
+    for name in ("best_policy.json", "history.csv", "keep_ratios.png", "rewards.png", "checkpoint.json"):
+        assert os.path.exists(os.path.join(result.out_dir, name)), name
+    assert os.listdir(os.path.join(result.out_dir, "tensorboard"))
+    saved = json.load(open(os.path.join(result.out_dir, "best_policy.json")))
+    assert saved["metadata"]["kept_channels"] == result.policy.metadata["kept_channels"]
+    assert saved["metadata"]["budget"] == {"metric": "macs", "target": 0.5, "limit": limit,
+                                           "original": float(tfmc.count_macs(residual))}
+    lines = open(os.path.join(result.out_dir, "history.csv")).read().splitlines()
+    assert lines[0].startswith("episode,phase,reward,accuracy,macs,params") and "keep:block_a" in lines[0]
+    assert len(lines) == 7
+
+
+def test_the_same_seed_gives_the_same_policy(uninterrupted, residual):
+    x, y = _reward_set()
+    again = amc.search(residual, (x, y), target_macs=0.5, calib_data=tiny_models.images(32, seed=5), seed=7,
+                       episodes=4, warmup=2, progress=False)
+    assert again.policy == uninterrupted.policy
+    assert _without_time(again.history) == _without_time(uninterrupted.history)
+
+
+def test_a_stopped_search_resumes_to_the_uninterrupted_result(uninterrupted, residual, tmp_path):
+    x, y = _reward_set()
+    args = dict(target_macs=0.5, calib_data=tiny_models.images(32, seed=5), out_dir=tmp_path, seed=7, episodes=4,
+                warmup=2, progress=False)
+    first = amc.search(residual, (x, y), stop_after=3, **args)
+    assert first.episodes_done == 3 and not first.complete
+    with pytest.raises(ValueError, match=r"already holds an AMC search \(3 episodes done\); resume it"):
+        amc.search(residual, (x, y), **args)
+    with pytest.raises(ValueError, match=r"holds a different AMC search \(it differs in: budget, seed\); refusing"):
+        amc.search(residual, (x, y), resume=True, **dict(args, seed=8, target_macs=0.6))
+    resumed = amc.search(residual, (x, y), resume=True, **args)
+    assert resumed.complete and resumed.policy == uninterrupted.policy
+    assert _without_time(resumed.history) == _without_time(uninterrupted.history)
+
+
+_KILLED_RUN = """
+import sys
+sys.path.insert(0, {tests!r})
+import tfmc, numpy as np, tiny_models
+from tfmc import amc
+x = tiny_models.images(48, seed=3)
+amc.search(tiny_models.residual_cnn(), (x, np.arange(48) % 10), target_macs=0.5,
+           calib_data=tiny_models.images(32, seed=5), out_dir={out!r}, seed=7, episodes=4, warmup=2, progress=False)
+"""
+
+
+def test_a_killed_search_resumes_to_the_uninterrupted_result(uninterrupted, residual, tmp_path):
+    script = _KILLED_RUN.format(tests=os.path.dirname(os.path.abspath(__file__)), out=str(tmp_path))
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    pointer = tmp_path / "checkpoint.json"
+    deadline = time.time() + 120
+    try:
+        while time.time() < deadline and proc.poll() is None:
+            if pointer.exists() and json.loads(pointer.read_text())["episodes_done"] >= 3:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the search ended before it could be killed"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    done = json.loads(pointer.read_text())["episodes_done"]
+    assert 3 <= done < 6
+    x, y = _reward_set()
+    resumed = amc.search(residual, (x, y), target_macs=0.5, calib_data=tiny_models.images(32, seed=5),
+                         out_dir=tmp_path, seed=7, episodes=4, warmup=2, progress=False, resume=True)
+    assert resumed.policy == uninterrupted.policy
+    assert _without_time(resumed.history) == _without_time(uninterrupted.history)
+
+
+def test_a_nan_reward_gets_the_worst_reward_and_the_search_goes_on(residual):
+    x, y = _reward_set()
+    calls = []
+
+    def metric(y_true, logits):
+        calls.append(1)
+        return float("nan") if len(calls) == 2 else float(np.mean(np.argmax(logits, -1) == y_true)) + len(calls)
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = amc.search(residual, (x, y), target_macs=0.5, reward=metric, seed=1, episodes=2, warmup=2,
+                            progress=False)
+    messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert messages == ["AMC episode 2: the reward was nan; it gets the worst reward "
+                        f"{result.history[0]['reward']:.6g} and the search goes on"]
+    assert [row["reward_was_nan"] for row in result.history] == [False, True, False, False]
+    assert result.history[1]["reward"] == result.history[0]["reward"]
+    assert result.best_episode == 4 and len(calls) == 4

@@ -1,0 +1,77 @@
+"""The search path of `tfmc prune` (its options are in tfmc/commands/prune.py): run AMC, apply, fine-tune, save."""
+import os
+
+_TARGETS = ("target_macs", "target_params", "target_latency_ms")
+
+
+def _latency_table(path):
+    from tfmc.cli import UsageError
+
+    if path is None:
+        return None
+    from tflite_bench.lut import LatencyTable
+
+    try:
+        return LatencyTable.from_json(path)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UsageError(f"--latency-table {path}: not a readable latency table ({exc})") from None
+
+
+def _summary(rows):
+    base = rows[0]
+    lines = ["| model | test accuracy | MACs | of original | params | of original |", "|---|---:|---:|---:|---:|---:|"]
+    for label, accuracy, macs, params in rows:
+        lines.append(f"| {label} | {accuracy:.4f} | {macs:,} | {macs / base[2]:.3f} | {params:,} | {params / base[3]:.3f} |")
+    return "\n".join(lines)
+
+
+def run_search(args):
+    """Search a policy with AMC under the budget, apply it with reconstruction, optionally fine-tune, save."""
+    from tfmc import amc, cost, data, io, train
+    from tfmc.cli import UsageError
+    from tfmc.prune import prune
+
+    if args.ratios is not None:
+        raise UsageError("give either --ratios or a budget (--target-macs / --target-params / --target-latency-ms), not both")
+    if sum(getattr(args, name) is not None for name in _TARGETS) > 1:
+        raise UsageError("give one budget: --target-macs, --target-params or --target-latency-ms")
+    if not args.data:
+        raise UsageError("an AMC search needs --data: its validation split is the reward set")
+    if os.path.splitext(args.out)[1] in (".keras", ".h5"):
+        raise UsageError(f"--out {args.out}: an AMC search writes a folder (checkpoints, history, plots, pruned.keras)")
+    if args.finetune_epochs < 0:
+        raise UsageError(f"--finetune-epochs must be >= 0, got {args.finetune_epochs}")
+    table = _latency_table(args.latency_table)
+    model = io.load_model(args.model)
+    dataset = data.load_for_model(args.data, model, data_dir=getattr(args, "data_dir", None), classes=True)
+    calib = dataset.x_train[: args.calib_images]
+    try:
+        result = amc.search(
+            model, (dataset.x_val, dataset.y_val), target_macs=args.target_macs, target_params=args.target_params,
+            target_latency_ms=args.target_latency_ms, latency_table=table, calib_data=calib, reward=args.reward,
+            episodes=args.episodes, warmup=args.warmup, lbound=args.lbound, round_to=args.round_to, out_dir=args.out,
+            resume=args.resume, seed=args.seed, progress=not args.no_progress,
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    pruned = prune(model, result.policy, calib_data=calib)
+    x_test, y_test = dataset.x_test, dataset.y_test
+    rows = [("original", train.accuracy(model, x_test, y_test), cost.count_macs(model), cost.count_params(model)),
+            ("AMC policy, reconstructed", train.accuracy(pruned, x_test, y_test), cost.count_macs(pruned),
+             cost.count_params(pruned))]
+    if args.finetune_epochs:
+        pruned, _ = train.fit(pruned, dataset.x_train, dataset.y_train, epochs=args.finetune_epochs,
+                              learning_rate=args.finetune_lr, validation=(dataset.x_val, dataset.y_val), seed=args.seed)
+        rows.append((f"AMC policy, fine-tuned {args.finetune_epochs} epochs", train.accuracy(pruned, x_test, y_test),
+                     cost.count_macs(pruned), cost.count_params(pruned)))
+    io.save_model(pruned, os.path.join(args.out, "pruned.keras"))
+    summary = _summary(rows)
+    budget = result.budget
+    header = (f"AMC: {result.episodes_done} episodes, best at episode {result.best_episode} (reward {result.best_reward:.4f}, "
+              f"reward-set accuracy {result.best_accuracy:.4f}); budget {budget.metric} {budget.target:g}, "
+              f"policy costs {budget.describe(result.policy.metadata['cost'])}")
+    io.write_text(os.path.join(args.out, "summary.md"), header + "\n\n" + summary + "\n")
+    print(header)
+    print(summary)
+    print(f"saved {os.path.join(args.out, 'pruned.keras')}")
+    return 0
