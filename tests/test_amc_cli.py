@@ -1,0 +1,76 @@
+"""`tfmc prune MODEL --target-macs F --data digits --out DIR`: search, apply, fine-tune, save, resume, bad input."""
+import json
+import os
+
+import pytest
+
+import tiny_models
+import tfmc
+from tfmc import cli
+from tfmc._keras import keras
+
+
+@pytest.fixture(scope="module")
+def saved_model(tmp_path_factory):
+    path = tmp_path_factory.mktemp("amc_cli") / "chain.keras"
+    model = tiny_models.chain_cnn(input_shape=(16, 16, 3))
+    model.save(path)
+    return str(path), model
+
+
+@pytest.fixture(scope="module")
+def searched(saved_model, tmp_path_factory):
+    path, _ = saved_model
+    out = tmp_path_factory.mktemp("amc_cli") / "run"
+    argv = ["prune", path, "--target-macs", "0.5", "--data", "digits", "--out", str(out), "--episodes", "2",
+            "--warmup", "2", "--finetune-epochs", "1", "--calib-images", "64", "--no-progress"]
+    return cli.main(argv), out, argv
+
+
+def test_search_applies_fine_tunes_and_saves(searched, saved_model, capsys):
+    code, out, _ = searched
+    _, model = saved_model
+    assert code == 0
+    for name in ("best_policy.json", "history.csv", "keep_ratios.png", "rewards.png", "pruned.keras", "summary.md",
+                 "checkpoint.json"):
+        assert (out / name).exists(), name
+    small = keras.models.load_model(out / "pruned.keras")
+    policy = json.loads((out / "best_policy.json").read_text())
+    assert tfmc.count_macs(small) == policy["metadata"]["macs"] <= 0.5 * tfmc.count_macs(model)
+    assert {name: small.get_layer(name).filters for name in ("conv1", "conv2", "conv3")} == {
+        name: policy["metadata"]["kept_channels"][name] for name in ("conv1", "conv2", "conv3")}
+    summary = (out / "summary.md").read_text()
+    assert "| model | test accuracy | MACs | of original | params | of original |" in summary
+    assert "| original | " in summary and "| AMC policy, reconstructed | " in summary
+    assert "| AMC policy, fine-tuned 1 epochs | " in summary
+    assert len((out / "history.csv").read_text().splitlines()) == 5
+
+
+def test_resuming_a_finished_search_repeats_its_policy(searched, capsys):
+    _, out, argv = searched
+    before = json.loads((out / "best_policy.json").read_text())
+    assert cli.main(argv + ["--resume"]) == 0
+    assert json.loads((out / "best_policy.json").read_text()) == before
+    assert "AMC: 4 episodes" in capsys.readouterr().out
+
+
+def test_bad_input_is_one_line_and_exit_code_2(searched, saved_model, tmp_path, capsys):
+    _, out, argv = searched
+    path, _ = saved_model
+    cases = [
+        (["prune", path, "--target-macs", "1.5", "--data", "digits", "--out", str(tmp_path / "a")],
+         "tfmc prune: error: target_macs must be in (0, 1) (a fraction of the original), got 1.5"),
+        (["prune", path, "--target-macs", "0.5", "--out", str(tmp_path / "b")],
+         "tfmc prune: error: an AMC search needs --data: its validation split is the reward set"),
+        (["prune", path, "--target-macs", "0.5", "--ratios", "0.5", "--data", "digits", "--out", str(tmp_path / "c")],
+         "tfmc prune: error: give either --ratios or a budget (--target-macs / --target-params / --target-latency-ms), "
+         "not both"),
+        (argv,
+         f"tfmc prune: error: {out} already holds an AMC search (4 episodes done); resume it (resume=True, --resume) "
+         "or choose another folder"),
+        (argv[:2] + ["--target-macs", "0.6"] + argv[4:] + ["--resume"],
+         f"tfmc prune: error: {out} holds a different AMC search (it differs in: budget); refusing to resume it"),
+    ]
+    for args, message in cases:
+        assert cli.main(args) == 2, args
+        assert capsys.readouterr().err.strip() == message
