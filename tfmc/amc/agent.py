@@ -138,6 +138,8 @@ class AmcAgent:
         self.ddpg._critic_optimizer.build(critic.trainable_variables)
         self._actor = actor
         self._act = tf.function(lambda obs: actor(obs, step_type=(), training=False)[0])
+        self._train_step = common.function(self.ddpg.train)  # one traced graph for every update
+        self._checkpoint = tf.train.Checkpoint(agent=self.ddpg)
         self.buffer = ReplayBuffer(self.config.buffer_size, observation_spec.shape[0])
         self.rng = np.random.default_rng(seed)
         self.baseline = None
@@ -187,21 +189,18 @@ class AmcAgent:
             observation=tf.constant(next_obs),
         )
         experience = trajectory.Transition(first, policy_step.PolicyStep(tf.constant(action)), second)
-        return self.ddpg.train(experience).loss.numpy()
+        return self._train_step(experience).loss.numpy()
 
     # ---- checkpoints ------------------------------------------------------------
-    def _checkpoint(self):
-        return tf.train.Checkpoint(agent=self.ddpg)
-
     def save(self, directory):
         """Write networks, optimizers and buffer into ``directory``; return the JSON-able rest of the state."""
-        self._checkpoint().write(os.path.join(directory, "agent"))
+        self._checkpoint.write(os.path.join(directory, "agent"))
         self.buffer.save(os.path.join(directory, "replay.npz"))
         return {"rng": self.rng.bit_generator.state, "baseline": self.baseline}
 
     def restore(self, directory, state):
         """Undo ``save``: read ``directory`` and the state it returned."""
-        self._checkpoint().read(os.path.join(directory, "agent")).assert_existing_objects_matched()
+        self._checkpoint.read(os.path.join(directory, "agent")).assert_existing_objects_matched()
         self.buffer.load(os.path.join(directory, "replay.npz"))
         self.rng.bit_generator.state = state["rng"]
         self.baseline = state["baseline"]

@@ -1,0 +1,164 @@
+"""AMC on the digits CNN at half the MACs: the searched policy vs uniform, "deep" and "shallow" heuristics.
+
+Run: .venv/bin/python bench/bench_amc.py [--episodes 300] [--warmup 100] [--seeds 3] [--train-epochs 20]
+                                         [--finetune-epochs 3] [--target 0.5] [--no-write]
+
+The model is tfmc.models.digits_cnn (MobileNetV2-like: residual Adds couple
+the producers of a block's output, depthwise layers follow their input),
+trained on the digits training split. The reward set is the validation
+split; the test split is only used for the figures below. Every policy is
+applied with tfmc.prune and least-squares reconstruction from 500 training
+images, then scored on the test split before and after the same short
+fine-tune. The heuristics keep the most channels that still fit the same
+MACs budget: uniform (one keep ratio), deep (keep ratio falls linearly with
+depth: deeper groups pruned more) and shallow (the reverse), as in He et
+al., AMC, ECCV 2018, section 4.1. Each AMC seed is a separate search;
+fine-tuning seeds are shared by all policies.
+"""
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+import tfmc  # noqa: E402
+from tfmc import amc, data, models, train  # noqa: E402
+from tfmc.amc.budget import CostModel, keep_candidates  # noqa: E402
+from tfmc.graph import ChannelGraph  # noqa: E402
+from tfmc.policy import PrunePolicy, kept_channels  # noqa: E402
+from benchmarks_md import write_section  # noqa: E402
+
+
+def _counts(groups, ratios, round_to=8):
+    return {g.name: kept_channels(g.channels, r, round_to) for g, r in zip(groups, ratios)}
+
+
+def heuristic_policy(cost, groups, limit, shape, lbound=0.2):
+    """The least pruning of ``shape`` (uniform / deep / shallow) whose MACs fit ``limit``, by bisection."""
+    count = len(groups)
+    weights = {"uniform": [1.0] * count,
+               "deep": [(t + 1) / count for t in range(count)],
+               "shallow": [(count - t) / count for t in range(count)]}[shape]
+
+    def ratios(strength):
+        return [min(1.0, max(lbound, 1.0 - strength * w)) for w in weights]
+
+    low, high = 0.0, (1.0 - lbound) / min(weights)
+    for _ in range(60):
+        mid = (low + high) / 2
+        if cost.total(_counts(groups, ratios(mid))) <= limit:
+            high = mid
+        else:
+            low = mid
+    counts = _counts(groups, ratios(high))
+    return PrunePolicy({g.name: counts[g.name] / g.channels for g in groups}), counts
+
+
+def evaluate(model, policy, dataset, calib, finetune_epochs, seed, lr):
+    pruned = tfmc.prune(model, policy, calib_data=calib)
+    before = train.accuracy(pruned, dataset.x_test, dataset.y_test)
+    val = train.accuracy(pruned, dataset.x_val, dataset.y_val)
+    tuned, _ = train.fit(pruned, dataset.x_train, dataset.y_train, epochs=finetune_epochs, learning_rate=lr, seed=seed)
+    return {"before": before, "after": train.accuracy(tuned, dataset.x_test, dataset.y_test), "val": val,
+            "macs": tfmc.count_macs(pruned)}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--episodes", type=int, default=300)
+    parser.add_argument("--warmup", type=int, default=100)
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--train-epochs", type=int, default=20)
+    parser.add_argument("--finetune-epochs", type=int, default=3)
+    parser.add_argument("--finetune-lr", type=float, default=5e-4)
+    parser.add_argument("--target", type=float, default=0.5)
+    parser.add_argument("--no-write", action="store_true", help="print the section instead of writing BENCHMARKS.md")
+    args = parser.parse_args()
+
+    dataset = data.load("digits", image_size=32)
+    base, _ = train.fit(models.digits_cnn(), dataset.x_train, dataset.y_train, epochs=args.train_epochs, seed=0)
+    calib = dataset.x_train[:500]
+    analysis = ChannelGraph(base)
+    groups = [g for g in analysis.groups if g.prunable]
+    cost = CostModel(analysis, "macs")
+    limit = args.target * cost.full
+    original = {"before": train.accuracy(base, dataset.x_test, dataset.y_test),
+                "val": train.accuracy(base, dataset.x_val, dataset.y_val)}
+
+    policies = {shape: heuristic_policy(cost, groups, limit, shape)[0] for shape in ("uniform", "deep", "shallow")}
+    scores = {name: [] for name in ["amc", *policies]}
+    searches = []
+    for seed in range(args.seeds):
+        with tempfile.TemporaryDirectory(prefix="bench_amc_") as out:
+            started = time.perf_counter()
+            result = amc.search(base, (dataset.x_val, dataset.y_val), target_macs=args.target, calib_data=calib,
+                                episodes=args.episodes, warmup=args.warmup, seed=seed, out_dir=out, progress=False)
+            wall = time.perf_counter() - started
+        learning = [row["seconds"] for row in result.history if row["phase"] == "explore"]
+        warm = [row["seconds"] for row in result.history if row["phase"] == "warmup"]
+        searches.append({"seed": seed, "wall": wall, "policy": result.policy, "plain": result.plain_eval_seconds,
+                         "explore_median": float(np.median(learning)) if learning else float("nan"),
+                         "warmup_median": float(np.median(warm)) if warm else float("nan"),
+                         "best_episode": result.best_episode, "reward": result.best_reward})
+        scores["amc"].append(evaluate(base, result.policy, dataset, calib, args.finetune_epochs, seed,
+                                      args.finetune_lr))
+        for name, policy in policies.items():
+            scores[name].append(evaluate(base, policy, dataset, calib, args.finetune_epochs, seed, args.finetune_lr))
+        print(f"seed {seed}: " + ", ".join(f"{n} {s[-1]['before']:.4f}/{s[-1]['after']:.4f}" for n, s in scores.items()),
+              flush=True)
+
+    command = ("python bench/bench_amc.py " + f"--episodes {args.episodes} --warmup {args.warmup} --seeds {args.seeds} "
+               f"--train-epochs {args.train_epochs} --finetune-epochs {args.finetune_epochs} --target {args.target}")
+    labels = {"amc": "AMC (searched)", "uniform": "uniform keep ratio", "deep": "deep (prune deeper more)",
+              "shallow": "shallow (prune shallower more)"}
+    lines = [
+        "## AMC",
+        "",
+        f"Command: `{command}`. Model: `tfmc.models.digits_cnn` (MobileNetV2-like, residual Adds, depthwise) trained "
+        f"{args.train_epochs} epochs on the digits training split (32x32), {cost.full:,} MACs, "
+        f"{len(groups)} prunable channel groups; test accuracy {original['before']:.4f}. Budget: {args.target:g} of "
+        f"the MACs ({int(limit):,}). AMC: {args.warmup} warm-up + {args.episodes} episodes per search, reward = "
+        f"accuracy on the {len(dataset.x_val)}-image validation split, least-squares reconstruction from 500 "
+        f"training images, one search per seed. Every policy is applied by `tfmc.prune` with reconstruction and "
+        f"scored on the {len(dataset.x_test)}-image test split before and after {args.finetune_epochs} epochs of "
+        f"fine-tuning (Adam {args.finetune_lr:g}, cosine); mean +- std over {args.seeds} seeds.",
+        "",
+        "| policy | MACs (of original) | test acc. before fine-tune | test acc. after fine-tune | reward-set acc. |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, runs in scores.items():
+        macs = np.mean([r["macs"] for r in runs]) / cost.full
+        fmt = lambda key: f"{np.mean([r[key] for r in runs]):.4f} +- {np.std([r[key] for r in runs]):.4f}"  # noqa: E731
+        lines.append(f"| {labels[name]} | {macs:.3f} | {fmt('before')} | {fmt('after')} | {fmt('val')} |")
+    lines += ["", "Kept channels per group (AMC per seed, then the heuristics):", "",
+              "| policy | " + " | ".join(f"{g.name} ({g.channels})" for g in groups) + " |",
+              "|---|" + "---:|" * len(groups)]
+    for s in searches:
+        kept = s["policy"].metadata["kept_channels"]
+        lines.append(f"| AMC seed {s['seed']} (best at episode {s['best_episode']}) | "
+                     + " | ".join(str(kept[g.name]) for g in groups) + " |")
+    for name, policy in policies.items():
+        lines.append(f"| {labels[name]} | " + " | ".join(
+            str(kept_channels(g.channels, policy.keep_ratios[g.name], 8)) for g in groups) + " |")
+    lines += ["", "Search cost: one plain evaluation of the reward set (the unpruned model through the same traced "
+              "forward function) against the median episode (agent steps, weight reassignment with cached "
+              "reconstruction, evaluation, DDPG updates, checkpoint of agent + replay buffer + history, TensorBoard "
+              "and CSV). Goal: learning episode / plain evaluation <= 1.5.", "",
+              "| seed | search wall (s) | plain evaluation (ms) | warm-up episode (ms) | learning episode (ms) | "
+              "learning / plain |", "|---:|---:|---:|---:|---:|---:|"]
+    for s in searches:
+        lines.append(f"| {s['seed']} | {s['wall']:.1f} | {s['plain'] * 1e3:.1f} | {s['warmup_median'] * 1e3:.1f} | "
+                     f"{s['explore_median'] * 1e3:.1f} | {s['explore_median'] / s['plain']:.2f} |")
+    markdown = "\n".join(lines)
+    print(markdown)
+    if not args.no_write:
+        write_section("amc", markdown)
+
+
+if __name__ == "__main__":
+    main()
