@@ -24,7 +24,7 @@ import tfmc  # noqa: E402
 from tfmc import bops, data, gmpq, models  # noqa: E402
 from tfmc._keras import keras  # noqa: E402
 from tfmc.quant import quantize  # noqa: E402
-from tfmc.quant.train import accuracy, fine_tune  # noqa: E402
+from tfmc.train import accuracy, fit  # noqa: E402
 from benchmarks_md import write_section  # noqa: E402
 
 
@@ -33,7 +33,7 @@ def qat_accuracy(model, policy, dataset, epochs, seeds, lr):
     for seed in range(seeds):
         keras.utils.set_random_seed(seed)
         qat = quantize(model, policy)
-        fine_tune(qat, dataset, epochs=epochs, learning_rate=lr)
+        fit(qat, dataset.x_train, dataset.y_train, epochs=epochs, learning_rate=lr, copy=False)
         scores.append(accuracy(qat, dataset.x_test, dataset.y_test))
     return float(np.mean(scores)), float(np.std(scores))
 
@@ -56,7 +56,7 @@ def main():
 
     dataset = data.load("digits")
     model = models.digits_cnn(input_shape=dataset.input_shape)
-    fine_tune(model, dataset, epochs=args.float_epochs, learning_rate=3e-3)
+    fit(model, dataset.x_train, dataset.y_train, epochs=args.float_epochs, learning_rate=3e-3, copy=False)
     float_acc = accuracy(model, dataset.x_test, dataset.y_test)
     uniform = bops.uniform_policy(model, args.budget_bits, args.budget_bits)
     if args.space == "litert":

@@ -27,11 +27,13 @@ def make_strategy(name="default"):
     raise ValueError(f"unknown strategy {name!r}; expected one of {', '.join(STRATEGIES)}")
 
 
-def _dataset(x, y, batch_size, shuffle, seed):
-    data = tf.data.Dataset.from_tensor_slices((x, y))
-    if shuffle:
-        data = data.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-    return data.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+def outputs_probabilities(model):
+    """Whether ``model`` ends in a softmax (so its outputs are probabilities, not logits)."""
+    last = model.layers[-1]
+    if hasattr(last, "layer"):  # a tfmot wrapper
+        last = last.layer
+    activation = getattr(last, "activation", None)
+    return isinstance(last, keras.layers.Softmax) or getattr(activation, "__name__", "") == "softmax"
 
 
 def _clone_under(model, strategy):
@@ -42,8 +44,8 @@ def _clone_under(model, strategy):
 
 
 def fit(model, x, y, *, epochs=3, batch_size=64, learning_rate=1e-3, validation=None, strategy=None,
-        seed=0, verbose=0, copy=True):
-    """Train a classifier (integer labels, logits output) with Adam under ``strategy``.
+        seed=0, verbose=0, copy=True, from_logits=None):
+    """Train a classifier (integer labels) with Adam under ``strategy``.
 
     Args:
       model: the model to train. With ``copy=True`` (the default) it is cloned
@@ -54,31 +56,37 @@ def fit(model, x, y, *, epochs=3, batch_size=64, learning_rate=1e-3, validation=
         by a cosine schedule over the run.
       validation: optional (x_val, y_val).
       strategy: a tf.distribute.Strategy or its name (see make_strategy).
+      from_logits: whether the outputs are logits; default: detected from
+        the last layer (a softmax means probabilities).
 
     Returns:
       (trained model, keras History).
     """
     strategy = make_strategy(strategy)
     keras.utils.set_random_seed(seed)
+    from tfmc.data import as_tf_dataset
+
     trained = _clone_under(model, strategy) if copy else model
+    if from_logits is None:
+        from_logits = not outputs_probabilities(trained)
     steps = max(1, int(np.ceil(len(x) / batch_size))) * max(1, epochs)
     with strategy.scope():
         schedule = keras.optimizers.schedules.CosineDecay(learning_rate, steps)
         trained.compile(
             optimizer=keras.optimizers.Adam(schedule),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits),
             metrics=["accuracy"],
         )
     history = trained.fit(
-        _dataset(x, y, batch_size, True, seed),
+        as_tf_dataset(x, y, batch_size=batch_size, shuffle=True, seed=seed),
         epochs=epochs,
-        validation_data=_dataset(*validation, batch_size, False, seed) if validation is not None else None,
+        validation_data=as_tf_dataset(*validation, batch_size=batch_size) if validation is not None else None,
         verbose=verbose,
     )
     return trained, history
 
 
 def accuracy(model, x, y, batch_size=256):
-    """Top-1 accuracy of ``model``'s logits on (x, y), in [0, 1]."""
+    """Top-1 accuracy of ``model``'s outputs (logits or probabilities) on (x, y), in [0, 1]."""
     logits = model.predict(x, batch_size=batch_size, verbose=0)
     return float(np.mean(np.argmax(logits, axis=-1) == np.asarray(y)))

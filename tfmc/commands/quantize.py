@@ -60,7 +60,7 @@ def run(args):
     from tfmc.cli import UsageError
     from tfmc.gmpq import plots
     from tfmc.quant import quantize
-    from tfmc.quant.train import accuracy, fine_tune
+    from tfmc.train import accuracy, fit
 
     if args.qat_epochs < 0 or args.search_epochs < 1:
         raise UsageError("--qat-epochs must be >= 0 and --search-epochs >= 1")
@@ -91,7 +91,8 @@ def run(args):
     policy.to_json(os.path.join(args.out, "policy.json"))
     plots.plot_bits(policy, os.path.join(args.out, "bits.png"))
     if args.qat_epochs:
-        fine_tune(qat, dataset, epochs=args.qat_epochs, learning_rate=args.qat_lr, verbose=2)
+        fit(qat, dataset.x_train, dataset.y_train, epochs=args.qat_epochs, learning_rate=args.qat_lr,
+            validation=(dataset.x_val, dataset.y_val), copy=False, verbose=2)
     io.save_model(qat, os.path.join(args.out, "qat.keras"))
     try:
         _attribution_figure(model, qat, dataset, os.path.join(args.out, "attribution.png"))

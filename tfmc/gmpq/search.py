@@ -23,7 +23,7 @@ from tfmc.gmpq.layers import MIXED_CLASSES
 from tfmc.gmpq.spaces import DEFAULT_SPACE, check_space, layer_candidates
 from tfmc.policy import BitPolicy
 from tfmc.quant.configs import quantizable_class
-from tfmc.quant.train import outputs_probabilities
+from tfmc.train import outputs_probabilities
 
 
 @dataclasses.dataclass
