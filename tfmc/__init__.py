@@ -6,14 +6,14 @@ the variable once, at its first import. Import tfmc before tensorflow.
 
 Note: ``tfmc.prune`` is the pruning function; its implementation lives in
 the ``tfmc.prune`` package (``from tfmc.prune import surgery`` still works).
-The searches and export (``tfmc.amc``, ``tfmc.gmpq``, ``tfmc.export``) load
-on first use, so ``import tfmc`` stays cheap.
+The searches, export and ``tfmc.quantize`` (tfmot) load on first use, so ``import tfmc`` stays cheap.
 """
 import importlib
 import os
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
+from tfmc.bops import count_bops  # noqa: E402
 from tfmc.cost import count_macs, count_params, profile  # noqa: E402
 from tfmc.graph import ChannelGroup, channel_groups  # noqa: E402
 from tfmc.policy import BitPolicy, PrunePolicy  # noqa: E402
@@ -21,12 +21,14 @@ from tfmc.prune import prune  # noqa: E402
 
 __version__ = "0.1.0"
 
-_LAZY_MODULES = ("amc", "gmpq", "export", "quant", "data", "report")
+_LAZY_MODULES = ("amc", "gmpq", "export", "quant", "data", "report", "models", "train", "pipeline")
 
 
 def __getattr__(name):
     if name in _LAZY_MODULES:
         return importlib.import_module(f"tfmc.{name}")
+    if name == "quantize":  # tfmot is slow to import; load it on first use
+        return importlib.import_module("tfmc.quant").quantize
     raise AttributeError(f"module 'tfmc' has no attribute {name!r}")
 
 
@@ -35,8 +37,10 @@ __all__ = [
     "ChannelGroup",
     "PrunePolicy",
     "channel_groups",
+    "count_bops",
     "count_macs",
     "count_params",
     "profile",
     "prune",
+    "quantize",
 ]
