@@ -44,17 +44,6 @@ def _load_policy(path):
         raise UsageError(f"--bits {path}: not a valid BitPolicy ({exc})") from None
 
 
-def _attribution_figure(model, qat, dataset, path, count=4):
-    from tfmc.gmpq import attribution, plots
-
-    name = attribution.feature_layer(model)
-    qat_name = "quant_" + name if "quant_" + name in [layer.name for layer in qat.layers] else name
-    x = dataset.x_test[:count]
-    float_maps = attribution.attribution_map(attribution.feature_model(model, name), x)[0].numpy()
-    qat_maps = attribution.attribution_map(attribution.feature_model(qat, qat_name), x)[0].numpy()
-    return plots.plot_attribution(x, float_maps, qat_maps, path, labels=("float", "quantized (QAT)"))
-
-
 def run(args):
     from tfmc import bops, data, io
     from tfmc.cli import UsageError
@@ -95,7 +84,7 @@ def run(args):
             validation=(dataset.x_val, dataset.y_val), copy=False, verbose=2)
     io.save_model(qat, os.path.join(args.out, "qat.keras"))
     try:
-        _attribution_figure(model, qat, dataset, os.path.join(args.out, "attribution.png"))
+        plots.attribution_figure(model, qat, dataset.x_test[:4], os.path.join(args.out, "attribution.png"))
     except ValueError as exc:
         print(f"no attribution figure: {exc}", file=sys.stderr)
     int8 = bops.count_bops(model, bops.uniform_policy(model, 8, 8))

@@ -1,49 +1,24 @@
 """Figures of a mixed-precision policy: per-layer bits, and attribution maps side by side."""
-import numpy as np
-
-from tfmc import io as tfmc_io
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path):
-    plt = _pyplot()
-    with tfmc_io.atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
-    plt.close(fig)
-    return path
+from tfmc import report
 
 
 def plot_bits(policy, path, title="Bit widths per layer"):
-    """Bar chart of each layer's weight and activation bits (PNG), written atomically."""
-    plt = _pyplot()
+    """Grouped bars of each layer's weight and activation bits (PNG), written atomically."""
     names = list(policy)
-    w = [policy[n].weight_bits for n in names]
-    a = [policy[n].activation_bits for n in names]
-    pos = np.arange(len(names))
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.6 * len(names) + 2), 3.2))
-    ax.bar(pos - 0.2, w, 0.4, label="weights")
-    ax.bar(pos + 0.2, a, 0.4, label="activations")
-    ax.set_xticks(pos, names, rotation=45, ha="right")
-    ax.set_ylabel("bits")
-    ax.set_yticks(sorted(set(w + a)))
-    ax.set_title(title)
-    ax.legend(fontsize=8)
-    return _save(fig, path)
+    values = {
+        "weights": [policy[n].weight_bits for n in names],
+        "activations": [policy[n].activation_bits for n in names],
+    }
+    return report.plot_bars(path, names, values, title, "bits")
 
 
 def plot_attribution(images, float_maps, searched_maps, path, labels=("float", "searched")):
     """Rows of (image, float model's map, searched model's map) for a few images (PNG)."""
-    plt = _pyplot()
+    from matplotlib.figure import Figure
+
     n = len(images)
-    fig, axes = plt.subplots(n, 3, figsize=(6, 2 * n), squeeze=False)
+    figure = Figure(figsize=(6, 2 * n))
+    axes = figure.subplots(n, 3, squeeze=False)
     for i in range(n):
         image = images[i]
         image = image[..., 0] if image.shape[-1] == 1 else image
@@ -53,4 +28,20 @@ def plot_attribution(images, float_maps, searched_maps, path, labels=("float", "
             ax.set_axis_off()
             if i == 0:
                 ax.set_title(title, fontsize=9)
-    return _save(fig, path)
+    return report.save_figure(figure, path)
+
+
+def attribution_figure(model, quantized, images, path, labels=("float", "quantized (QAT)")):
+    """Grad-CAM maps of the float model and its quantized version on ``images``, side by side (PNG).
+
+    Raises:
+      ValueError: the model has no conv layer to take the maps at.
+    """
+    from tfmc.gmpq import attribution
+
+    name = attribution.feature_layer(model)
+    layer_names = [layer.name for layer in quantized.layers]
+    quantized_name = "quant_" + name if "quant_" + name in layer_names else name
+    float_maps = attribution.attribution_map(attribution.feature_model(model, name), images)[0].numpy()
+    quantized_maps = attribution.attribution_map(attribution.feature_model(quantized, quantized_name), images)[0].numpy()
+    return plot_attribution(images, float_maps, quantized_maps, path, labels=labels)
