@@ -28,7 +28,7 @@ import numpy as np  # noqa: E402
 
 import tfmc  # noqa: E402
 from tfmc import amc, data, models, train  # noqa: E402
-from tfmc.amc.budget import CostModel, keep_candidates  # noqa: E402
+from tfmc.amc.budget import CostModel  # noqa: E402
 from tfmc.graph import ChannelGraph  # noqa: E402
 from tfmc.policy import PrunePolicy, kept_channels  # noqa: E402
 from benchmarks_md import write_section  # noqa: E402

@@ -1,6 +1,5 @@
 """`tfmc prune MODEL --target-macs F --data digits --out DIR`: search, apply, fine-tune, save, resume, bad input."""
 import json
-import os
 
 import pytest
 

@@ -136,7 +136,6 @@ class AmcAgent:
         # Slots exist before any restore, so a resumed search and a fresh one train the same variables.
         self.ddpg._actor_optimizer.build(actor.trainable_variables)
         self.ddpg._critic_optimizer.build(critic.trainable_variables)
-        self._actor = actor
         self._act = tf.function(lambda obs: actor(obs, step_type=(), training=False)[0])
         self._train_step = common.function(self.ddpg.train)  # one traced graph for every update
         self._checkpoint = tf.train.Checkpoint(agent=self.ddpg)
@@ -155,10 +154,6 @@ class AmcAgent:
             return float(self.rng.uniform(self.low, self.high))
         mean = float(self._act(tf.constant(observation[None], tf.float32)).numpy().reshape(-1)[0])
         return truncated_normal(self.rng, mean, self.sigma(episode, warmup), self.low, self.high)
-
-    def deterministic_action(self, observation):
-        """The actor's own action (no noise)."""
-        return float(self._act(tf.constant(observation[None], tf.float32)).numpy().reshape(-1)[0])
 
     def remember(self, transitions, reward):
         """Store an episode's (observation, action, next observation, done) with its final reward; update the baseline."""
