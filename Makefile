@@ -14,7 +14,7 @@ $(STAMP): requirements.txt setup.py
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/tfmc demo $(DEMO_ARGS)
+	$(VENV)/bin/tfmc demo --out demo_out $(DEMO_ARGS)
 
 test: $(STAMP) browser
 	$(PY) -m pytest -q tests $(TEST_ARGS)

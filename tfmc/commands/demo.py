@@ -1,0 +1,31 @@
+"""`tfmc demo`: the whole pipeline on the built-in digits data (no download)."""
+
+
+def register(sub):
+    p = sub.add_parser(
+        "demo",
+        help="train a small CNN on digits, AMC-prune, GMPQ-quantize, export, time and report",
+        description="Runs the whole tfmc pipeline on scikit-learn's digits (ships offline) and writes "
+                    "report.html / report.md with the .tflite files into --out.",
+    )
+    p.add_argument("--quick", action="store_true", help="short run (about 3 minutes on 2 cores)")
+    p.add_argument("--out", default="demo_out", help="output folder (default demo_out)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--strategy", default="default", help="tf.distribute strategy: default, mirrored or multiworker")
+    p.set_defaults(run=run)
+
+
+def run(args):
+    from tfmc.cli import UsageError
+    from tfmc.pipeline import run_demo
+    from tfmc.train import STRATEGIES
+
+    if args.strategy not in STRATEGIES:
+        raise UsageError(f"unknown --strategy {args.strategy!r}; expected one of {', '.join(STRATEGIES)}")
+    try:
+        run_demo(args.out, quick=args.quick, seed=args.seed, strategy=args.strategy)
+    except ValueError as exc:
+        if "--out" in str(exc):
+            raise UsageError(str(exc)) from None
+        raise
+    return 0

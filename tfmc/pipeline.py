@@ -1,0 +1,246 @@
+"""The main job end to end: train, AMC-prune, fine-tune, GMPQ, QAT, export, time and report."""
+import dataclasses
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+
+@dataclasses.dataclass
+class DemoConfig:
+    """Lengths of each stage of the demo. ``DemoConfig.quick()`` is the short run."""
+
+    image_size: int = 32
+    train_epochs: int = 12
+    amc_target_macs: float = 0.5
+    amc_warmup: int = 40
+    amc_episodes: int = 60
+    calib_images: int = 256
+    finetune_epochs: int = 4
+    gmpq_target_bops: float = 0.6
+    gmpq_fraction: float = 0.1
+    gmpq_epochs: int = 10
+    qat_epochs: int = 3
+    bench_rounds: int = 5
+    bench_runs: int = 50
+    threads: int = 2
+
+    @classmethod
+    def quick(cls):
+        return cls(train_epochs=6, amc_warmup=8, amc_episodes=8, calib_images=128, finetune_epochs=2,
+                   gmpq_epochs=4, qat_epochs=1, bench_rounds=3, bench_runs=20)
+
+
+class _Progress:
+    """One line per stage on stderr, with the time since the start."""
+
+    def __init__(self, stages, stream=None):
+        self.stages, self.index, self.start = stages, 0, time.monotonic()
+        self.stream = stream or sys.stderr
+
+    def step(self, text):
+        self.index += 1
+        print(f"[{self.index}/{self.stages}] {time.monotonic() - self.start:6.1f} s  {text}", file=self.stream, flush=True)
+
+    def note(self, text):
+        print(f"         {text}", file=self.stream, flush=True)
+
+
+def _prepare_output(out_dir):
+    """A staging folder beside ``out_dir``; refuse to replace a folder that is not a demo's."""
+    out_dir = os.path.abspath(out_dir)
+    if os.path.exists(out_dir):
+        if not os.path.isdir(out_dir):
+            raise ValueError(f"--out {out_dir!r} exists and is not a folder")
+        if os.listdir(out_dir) and not os.path.exists(os.path.join(out_dir, "report.md")):
+            raise ValueError(f"--out {out_dir!r} holds files that are not a tfmc demo's; choose an empty or new folder")
+    parent = os.path.dirname(out_dir)
+    os.makedirs(parent, exist_ok=True)
+    return out_dir, tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.", dir=parent)
+
+
+def _publish(staging, out_dir):
+    if os.path.exists(out_dir):
+        shutil.rmtree(out_dir)
+    os.replace(staging, out_dir)
+
+
+def tflite_accuracy(path, x, y, threads=2):
+    """Top-1 accuracy of a .tflite classifier on (x, y), one sample at a time."""
+    from tflite_bench.host import load_interpreter
+    from tfmc.export.check import tflite_outputs
+
+    outputs = tflite_outputs(load_interpreter(path, threads=threads), x)
+    return float(np.mean(np.argmax(outputs, axis=-1) == y))
+
+
+def time_alternating(paths, *, threads, rounds, runs, warmup=5):
+    """Median latency (ms) of each .tflite, timed in alternating rounds so drift hits all alike."""
+    import tflite_bench
+
+    medians = {p: [] for p in paths}
+    for _ in range(rounds):
+        for path in paths:
+            medians[path].append(tflite_bench.run(path, threads=threads, runs=runs, warmup=warmup).median_us)
+    return {p: statistics.median(m) / 1e3 for p, m in medians.items()}
+
+
+def run_demo(out_dir="demo_out", *, quick=False, config=None, seed=0, strategy=None, stream=None):
+    """Run the whole pipeline on the built-in digits data and write the report.
+
+    Stages: train the built-in CNN; AMC search to half the MACs; apply the
+    policy with least-squares reconstruction and fine-tune; GMPQ search in the
+    LiteRT space on a tenth of the training data; quantization-aware training;
+    export float32, int8 and mixed int4/int8 .tflite files; time them with the
+    LiteRT interpreter; write report.md and report.html. Everything is built in
+    a staging folder that replaces ``out_dir`` only when the run succeeds.
+
+    Args:
+      out_dir: output folder (new, empty, or an earlier demo's).
+      quick: the short configuration (about 3 minutes on 2 cores).
+      config: a DemoConfig, overriding ``quick``.
+      seed: seeds data split, training and searches.
+      strategy: tf.distribute strategy (or its name) for training steps.
+
+    Returns:
+      The results dict given to ``tfmc.report.write_report``, with paths made
+      relative to ``out_dir``.
+    """
+    import tfmc
+    from tfmc import amc, bops, data, export, gmpq, io, models, report, train
+    from tfmc.gmpq import plots as gmpq_plots
+
+    config = config or (DemoConfig.quick() if quick else DemoConfig())
+    strategy = train.make_strategy(strategy)
+    out_dir, staging = _prepare_output(out_dir)
+    progress = _Progress(9, stream)
+    try:
+        progress.step("data: scikit-learn digits, upsampled to "
+                      f"{config.image_size}x{config.image_size}x3, split 70/15/15")
+        dataset = data.digits(size=config.image_size, seed=seed)
+        x_calib = dataset.x_train[: config.calib_images]
+
+        progress.step(f"training the built-in CNN for {config.train_epochs} epochs")
+        original, _ = train.fit(models.digits_cnn(dataset.input_shape, dataset.num_classes, seed=seed),
+                                dataset.x_train, dataset.y_train, epochs=config.train_epochs, learning_rate=3e-3,
+                                validation=(dataset.x_val, dataset.y_val), strategy=strategy, seed=seed)
+        io.save_model(original, os.path.join(staging, "original.keras"))
+        progress.note(f"test accuracy {train.accuracy(original, dataset.x_test, dataset.y_test):.4f}")
+
+        progress.step(f"AMC search to {config.amc_target_macs:.0%} of the MACs "
+                      f"({config.amc_warmup} warm-up + {config.amc_episodes} episodes)")
+        search = amc.search(original, (dataset.x_val, dataset.y_val), target_macs=config.amc_target_macs,
+                            calib_data=x_calib, episodes=config.amc_episodes, warmup=config.amc_warmup,
+                            out_dir=os.path.join(staging, "amc"), seed=seed)
+        progress.note(f"best reward-set accuracy {search.best_accuracy:.4f} at episode {search.best_episode}")
+
+        progress.step(f"applying the policy with reconstruction, fine-tuning {config.finetune_epochs} epochs")
+        reconstructed = tfmc.prune(original, search.policy, calib_data=x_calib)
+        accuracy_reconstructed = train.accuracy(reconstructed, dataset.x_test, dataset.y_test)
+        pruned, _ = train.fit(reconstructed, dataset.x_train, dataset.y_train, epochs=config.finetune_epochs,
+                              learning_rate=1e-3, validation=(dataset.x_val, dataset.y_val), strategy=strategy,
+                              seed=seed)
+        io.save_model(pruned, os.path.join(staging, "pruned.keras"))
+        progress.note(f"test accuracy {accuracy_reconstructed:.4f} before fine-tuning, "
+                      f"{train.accuracy(pruned, dataset.x_test, dataset.y_test):.4f} after")
+
+        progress.step(f"GMPQ search (LiteRT space) on {config.gmpq_fraction:.0%} of the training data, "
+                      f"target {config.gmpq_target_bops:.0%} of 8-bit BOPs")
+        bits = gmpq.search(pruned, dataset, target_bops=config.gmpq_target_bops, space="litert",
+                           search_fraction=config.gmpq_fraction, epochs=config.gmpq_epochs, seed=seed,
+                           strategy=strategy, verbose=False)
+        bits.policy.to_json(os.path.join(staging, "bit_policy.json"))
+        progress.note(f"search {bits.search_seconds:.1f} s on {bits.samples} images; "
+                      f"{bits.achieved_bops:,} BOPs of a {bits.target_bops:,} target")
+
+        progress.step(f"quantization-aware training, {config.qat_epochs} epochs")
+        qat = tfmc.quantize(pruned, bits.policy)
+        train.fit(qat, dataset.x_train, dataset.y_train, epochs=config.qat_epochs, learning_rate=2e-4,
+                  validation=(dataset.x_val, dataset.y_val), strategy=strategy, seed=seed, copy=False)
+        io.save_model(qat, os.path.join(staging, "pruned_qat.keras"))
+
+        progress.step("exporting .tflite files (each checked in LiteRT)")
+        rep = dataset.x_train[:200]
+        exports = [
+            ("original, float32", original, "float32", None, None),
+            ("AMC-pruned, float32", pruned, "float32", None, None),
+            ("AMC-pruned, int8", pruned, "int8", None, rep),
+            ("AMC-pruned + GMPQ bits, QAT", qat, "qat", None, None),
+            ("AMC-pruned + GMPQ bits, mixed int4/int8 PTQ", pruned, "mixed", bits.policy, rep),
+        ]
+        exported = []
+        for label, model, mode, policy, representative in exports:
+            path = os.path.join(staging, "tflite", label.split(",")[0].split(" ")[0].lower().replace("-", "_")
+                                + f"_{mode}.tflite")
+            result = export.to_tflite(model, path, mode=mode, policy=policy, representative_data=representative)
+            exported.append((label, model, mode, result))
+            progress.note(f"{os.path.basename(path)}: {result.size_bytes:,} bytes; {result.agreement}")
+
+        progress.step(f"timing with the LiteRT interpreter ({config.threads} threads, "
+                      f"{config.bench_rounds} alternating rounds of {config.bench_runs} runs)")
+        latency = time_alternating([r.path for *_, r in exported], threads=config.threads,
+                                   rounds=config.bench_rounds, runs=config.bench_runs)
+
+        progress.step("writing the report")
+        int8_policy = bops.uniform_policy(pruned, 8, 8)
+        bops_of = {"float32": lambda m: tfmc.count_bops(m), "int8": lambda m: tfmc.count_bops(m, int8_policy),
+                   "qat": lambda m: tfmc.count_bops(pruned, bits.policy),
+                   "mixed": lambda m: tfmc.count_bops(pruned, bits.policy)}
+        rows = []
+        for label, model, mode, result in exported:
+            base = original if model is original else pruned
+            rows.append({
+                "model": label,
+                "accuracy": tflite_accuracy(result.path, dataset.x_test, dataset.y_test, config.threads),
+                "macs": tfmc.count_macs(base),
+                "params": tfmc.count_params(base),
+                "bops": bops_of[mode](base),
+                "tflite_bytes": result.size_bytes,
+                "latency_ms": latency[result.path],
+            })
+        figures_dir = os.path.join(staging, "figures")
+        figures = [
+            {"title": "AMC: keep ratio per channel group", "path": os.path.join(staging, "amc", "keep_ratios.png")},
+            {"title": "AMC: reward per episode", "path": os.path.join(staging, "amc", "rewards.png")},
+            {"title": "GMPQ: bits per layer",
+             "path": gmpq_plots.plot_bits(bits.policy, os.path.join(figures_dir, "bits.png"))},
+        ]
+        try:
+            figures.append({"title": "Grad-CAM attribution: float vs quantized",
+                            "path": gmpq_plots.attribution_figure(pruned, qat, dataset.x_test[:4],
+                                                                  os.path.join(figures_dir, "attribution.png"))})
+        except ValueError as exc:
+            progress.note(f"no attribution figure: {exc}")
+        figures.append({"title": "Host latency (ms)", "path": report.plot_bars(
+            os.path.join(figures_dir, "latency.png"), [r["model"] for r in rows], [r["latency_ms"] for r in rows],
+            "LiteRT latency on this machine", "ms")})
+        results = {
+            "title": "tfmc demo: the built-in digits CNN, pruned with AMC and quantized with GMPQ",
+            "dataset": f"scikit-learn digits {config.image_size}x{config.image_size}x3, "
+                       f"{len(dataset.x_train)} train / {len(dataset.x_val)} val / {len(dataset.x_test)} test",
+            "rows": rows,
+            "figures": figures,
+            "notes": [
+                "Accuracy is measured on the test split by the exported .tflite file itself.",
+                f"AMC: {config.amc_warmup} warm-up + {config.amc_episodes} episodes, reward = accuracy on the "
+                f"validation split after least-squares reconstruction, no fine-tuning; best episode "
+                f"{search.best_episode} reached {search.best_accuracy:.4f}.",
+                f"Pruned model before fine-tuning (reconstruction only): test accuracy {accuracy_reconstructed:.4f}.",
+                f"GMPQ: {bits.samples} search images, {bits.search_seconds:.1f} s; policy at "
+                f"{bits.achieved_bops / bits.int8_bops:.3f} of the pruned model's 8-bit BOPs.",
+                "BOPs count float layers as 32 x 32 bits. Latency: LiteRT interpreter with XNNPACK, "
+                f"{config.threads} threads, median of {config.bench_rounds} alternating rounds.",
+            ] + [f"Export {label}: rounded {result.changed}" for label, _, _, result in exported if result.changed],
+            "commands": ["make demo" + (" DEMO_ARGS=--quick" if quick else "")],
+        }
+        report.write_report(staging, results)
+        _publish(staging, out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    print(f"report: {os.path.join(out_dir, 'report.html')}", file=stream or sys.stderr)
+    return results
