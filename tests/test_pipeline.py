@@ -1,0 +1,71 @@
+"""The demo pipeline end to end, in its smallest configuration."""
+import json
+import os
+
+import pytest
+
+import tfmc
+from tfmc import cli
+from tfmc._keras import keras
+from tfmc.pipeline import DemoConfig, run_demo
+
+TINY = DemoConfig(train_epochs=2, amc_warmup=2, amc_episodes=1, calib_images=64, finetune_epochs=1,
+                  gmpq_epochs=1, qat_epochs=1, bench_rounds=1, bench_runs=3)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "out"
+    return out, run_demo(str(out), config=TINY, seed=0)
+
+
+def test_demo_writes_models_tflite_files_and_report(demo):
+    out, results = demo
+    assert {"report.html", "report.md", "original.keras", "pruned.keras", "pruned_qat.keras", "bit_policy.json"} <= set(os.listdir(out))
+    assert sorted(os.listdir(out / "tflite")) == [
+        "amc_pruned_float32.tflite", "amc_pruned_int8.tflite", "amc_pruned_mixed.tflite", "amc_pruned_qat.tflite",
+        "original_float32.tflite",
+    ]
+    # nothing of the staging folder is left beside the output
+    assert [name for name in os.listdir(out.parent) if name != "out"] == []
+    assert [row["model"] for row in results["rows"]] == [
+        "original, float32", "AMC-pruned, float32", "AMC-pruned, int8", "AMC-pruned + GMPQ bits, QAT",
+        "AMC-pruned + GMPQ bits, mixed int4/int8 PTQ",
+    ]
+
+
+def test_demo_pruned_model_meets_the_macs_budget(demo):
+    out, results = demo
+    original = keras.models.load_model(out / "original.keras")
+    pruned = keras.models.load_model(out / "pruned.keras")
+    assert tfmc.count_macs(pruned) <= 0.5 * tfmc.count_macs(original)
+    rows = results["rows"]
+    assert rows[1]["macs"] == tfmc.count_macs(pruned) and rows[0]["macs"] == tfmc.count_macs(original)
+    assert rows[2]["tflite_bytes"] < rows[1]["tflite_bytes"] < rows[0]["tflite_bytes"]
+    assert all(0.0 <= row["accuracy"] <= 1.0 and row["latency_ms"] > 0 for row in rows)
+    policy = json.loads((out / "bit_policy.json").read_text())
+    assert rows[3]["bops"] == tfmc.count_bops(pruned, tfmc.BitPolicy.from_config(policy))
+
+
+def test_demo_report_lists_every_row(demo):
+    out, results = demo
+    text = (out / "report.md").read_text()
+    for row in results["rows"]:
+        assert f"| {row['model']} | {100 * row['accuracy']:.2f}% |" in text
+
+
+def test_demo_refuses_a_foreign_output_folder(tmp_path, capsys):
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "thesis.txt").write_text("keep me")
+    assert cli.main(["demo", "--quick", "--out", str(foreign)]) == 2
+    assert "holds files that are not a tfmc demo's" in capsys.readouterr().err
+    assert os.listdir(foreign) == ["thesis.txt"] and sorted(os.listdir(tmp_path)) == ["mine"]
+
+
+def test_demo_unknown_strategy_is_one_line(tmp_path, capsys):
+    assert cli.main(["demo", "--strategy", "tpu", "--out", str(tmp_path / "o")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "tfmc demo: error: unknown --strategy 'tpu'; expected one of default, mirrored, multiworker"
+    )
+    assert not (tmp_path / "o").exists()
