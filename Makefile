@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench browser clean-venv
+.PHONY: demo test browser clean-venv
 
 $(STAMP): requirements.txt setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,10 +23,5 @@ test: $(STAMP) browser
 browser:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
 		|| echo "warning: could not install chromium; the browser test of the report will be skipped"
-
-
-bench: $(STAMP)
-	$(PY) bench/run_all.py
-
 clean-venv:
 	rm -rf $(VENV)

@@ -15,16 +15,16 @@ class DemoConfig:
     """Lengths of each stage of the demo. ``DemoConfig.quick()`` is the short run."""
 
     image_size: int = 32
-    train_epochs: int = 12
+    train_epochs: int = 20
     amc_target_macs: float = 0.5
-    amc_warmup: int = 40
-    amc_episodes: int = 60
+    amc_warmup: int = 100  # the paper's warm-up and episode counts
+    amc_episodes: int = 300
     calib_images: int = 256
-    finetune_epochs: int = 4
+    finetune_epochs: int = 5
     gmpq_target_bops: float = 0.6
     gmpq_fraction: float = 0.1
-    gmpq_epochs: int = 10
-    qat_epochs: int = 3
+    gmpq_epochs: int = 25  # the paper's CIFAR-10 search length
+    qat_epochs: int = 5
     bench_rounds: int = 5
     bench_runs: int = 50
     threads: int = 2
