@@ -23,5 +23,6 @@ test: $(STAMP) browser
 browser:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
 		|| echo "warning: could not install chromium; the browser test of the report will be skipped"
+
 clean-venv:
 	rm -rf $(VENV)

@@ -15,45 +15,8 @@ import numpy as np
 
 from tfmc._keras import keras, tf
 from tfmc.prune.masking import dropped_input_positions, zero_input_channels
+from tfmc.prune.reconstruct import refittable, sampled_patches
 from tfmc.prune.select import channel_importance, select_channels
-
-
-def _refittable(layer, kind):
-    return kind == "dense" or (kind == "conv" and isinstance(layer, keras.layers.Conv2D) and layer.groups == 1)
-
-
-def _same_padding(size, out, kernel, stride, dilation):
-    total = max((out - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
-    return total // 2
-
-
-def sampled_patches(layer, x, points_per_image, rng):
-    """im2col rows of ``x`` under ``layer`` at ``points_per_image`` random output positions per image.
-
-    Only the sampled patches are gathered, so memory grows with the number
-    of rows, not with the feature map. A row is laid out (kh, kw, channels),
-    the order of ``kernel.reshape(-1, out_channels)``; a Dense input gives
-    its rows as they are.
-    """
-    if x.ndim == 2:
-        return x
-    n, height, width, channels = x.shape
-    kh, kw = layer.kernel_size
-    sh, sw = layer.strides
-    dh, dw = layer.dilation_rate
-    if layer.padding == "same":
-        out_h, out_w = -(-height // sh), -(-width // sw)
-        top, left = _same_padding(height, out_h, kh, sh, dh), _same_padding(width, out_w, kw, sw, dw)
-    else:
-        out_h, out_w = (height - (kh - 1) * dh - 1) // sh + 1, (width - (kw - 1) * dw - 1) // sw + 1
-        top = left = 0
-    padded = np.pad(x, ((0, 0), (top, kh * dh), (left, kw * dw), (0, 0)))
-    points = min(points_per_image, out_h * out_w)
-    picks = np.stack([rng.choice(out_h * out_w, points, replace=False) for _ in range(n)])
-    images = np.repeat(np.arange(n), points)
-    rows, cols = (picks // out_w).reshape(-1) * sh, (picks % out_w).reshape(-1) * sw
-    window = [padded[images, rows + i * dh, cols + j * dw, :] for i in range(kh) for j in range(kw)]
-    return np.stack(window, axis=1).reshape(len(images), kh * kw * channels)
 
 
 class MaskedModel:
@@ -93,7 +56,7 @@ class MaskedModel:
             self._gather(model, consumers, np.asarray(calib_data, dtype=np.float32)[:max_images], points_per_image, seed)
 
     def _gather(self, model, consumers, x, points_per_image, seed):
-        names = [n for n in consumers if _refittable(model.get_layer(n), self._kind[n])]
+        names = [n for n in consumers if refittable(model.get_layer(n), self._kind[n])]
         if not names:
             return
         probe = keras.Model(model.inputs, [model.get_layer(n).input for n in names])

@@ -31,26 +31,47 @@ def _as_array(calib_data, max_images):
     return x[:max_images]
 
 
-def _rows(layer, x, positions, rng):
-    """im2col rows of ``x`` for ``layer`` at ``positions`` sampled output points per image."""
-    if isinstance(layer, keras.layers.Dense):
-        flat = x.reshape(-1, x.shape[-1])
-        per_image = flat.shape[0] // x.shape[0]
-        return flat, per_image
+def refittable(layer, kind):
+    """Whether a consumer of ``kind`` can be refitted: Dense, or Conv2D with groups=1."""
+    return kind == "dense" or (kind == "conv" and isinstance(layer, keras.layers.Conv2D) and layer.groups == 1)
+
+
+def _same_padding(size, out, kernel, stride, dilation):
+    total = max((out - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
+    return total // 2
+
+
+def sampled_patches(layer, x, points_per_image, rng):
+    """im2col rows of ``x`` under ``layer`` at ``points_per_image`` random output positions per image.
+
+    Only the sampled patches are gathered, so memory grows with the number
+    of rows, not with the feature map. A row is laid out (kh, kw, channels),
+    the order of ``kernel.reshape(-1, out_channels)``; a Dense input gives
+    its rows as they are.
+    """
+    if x.ndim == 2 or isinstance(layer, keras.layers.Dense):
+        return x.reshape(-1, x.shape[-1])  # a Dense layer reads every position as a row
+    n, height, width, channels = x.shape
     kh, kw = layer.kernel_size
     sh, sw = layer.strides
     dh, dw = layer.dilation_rate
-    patches = tf.image.extract_patches(
-        x, sizes=[1, kh, kw, 1], strides=[1, sh, sw, 1], rates=[1, dh, dw, 1], padding=layer.padding.upper()
-    ).numpy()
-    return patches.reshape(-1, patches.shape[-1]), patches.shape[1] * patches.shape[2]
+    if layer.padding == "same":
+        out_h, out_w = -(-height // sh), -(-width // sw)
+        top, left = _same_padding(height, out_h, kh, sh, dh), _same_padding(width, out_w, kw, sw, dw)
+    else:
+        out_h, out_w = (height - (kh - 1) * dh - 1) // sh + 1, (width - (kw - 1) * dw - 1) // sw + 1
+        top = left = 0
+    padded = np.pad(x, ((0, 0), (top, kh * dh), (left, kw * dw), (0, 0)))
+    points = min(points_per_image, out_h * out_w)
+    picks = np.stack([rng.choice(out_h * out_w, points, replace=False) for _ in range(n)])
+    images = np.repeat(np.arange(n), points)
+    rows, cols = (picks // out_w).reshape(-1) * sh, (picks % out_w).reshape(-1) * sw
+    window = [padded[images, rows + i * dh, cols + j * dw, :] for i in range(kh) for j in range(kw)]
+    return np.stack(window, axis=1).reshape(len(images), kh * kw * channels)
 
 
-def _sample(n_images, per_image, points_per_image, rng):
-    if per_image <= points_per_image:
-        return np.arange(n_images * per_image)
-    picks = np.stack([rng.choice(per_image, points_per_image, replace=False) for _ in range(n_images)])
-    return (picks + np.arange(n_images)[:, None] * per_image).reshape(-1)
+def _flat_rows(rows):
+    return rows.reshape(-1, rows.shape[-1])
 
 
 def refit_layer(layer, original_kernel, kept_inputs, kept_outputs, x_original, x_pruned, *, points_per_image=10, seed=0):
@@ -69,13 +90,11 @@ def refit_layer(layer, original_kernel, kept_inputs, kept_outputs, x_original, x
     Returns:
       The relative squared error of the fit on the sampled rows.
     """
-    rng = np.random.default_rng(seed)
-    rows_original, per_image = _rows(layer, x_original, points_per_image, rng)
-    rows_pruned, _ = _rows(layer, x_pruned, points_per_image, rng)
-    picked = _sample(x_original.shape[0], per_image, points_per_image, rng)
-    a = rows_pruned[picked].astype(np.float64)
+    # two generators with one seed draw the same positions for both inputs
+    rows_original = _flat_rows(sampled_patches(layer, x_original, points_per_image, np.random.default_rng(seed)))
+    a = _flat_rows(sampled_patches(layer, x_pruned, points_per_image, np.random.default_rng(seed))).astype(np.float64)
     w = original_kernel.reshape(-1, original_kernel.shape[-1])[:, kept_outputs].astype(np.float64)
-    target = rows_original[picked].astype(np.float64) @ w
+    target = rows_original.astype(np.float64) @ w
     solution, *_ = np.linalg.lstsq(a, target, rcond=None)
     weights = layer.get_weights()
     weights[0] = solution.reshape(weights[0].shape).astype(weights[0].dtype)
@@ -104,7 +123,7 @@ def reconstruct(original, pruned, analysis, keep, calib_data, *, max_images=3000
     x = _as_array(calib_data, max_images)
     targets = [
         name for name in dropped_input_positions(analysis, keep)
-        if _refittable(original.get_layer(name))
+        if refittable(original.get_layer(name), analysis.layer_io(name)["kind"])
     ]
     if not targets:
         return {}
@@ -129,13 +148,3 @@ def reconstruct(original, pruned, analysis, keep, calib_data, *, max_images=3000
             seed=seed + index,
         )
     return errors
-
-
-def _refittable(layer):
-    if isinstance(layer, keras.layers.Dense):
-        return True
-    return type(layer) is keras.layers.Conv2D or (
-        isinstance(layer, keras.layers.Conv2D)
-        and not isinstance(layer, (keras.layers.DepthwiseConv2D, keras.layers.Conv2DTranspose))
-        and layer.groups == 1
-    )
