@@ -13,6 +13,14 @@ class UsageError(Exception):
     """Bad input from the user: printed as one line, exit code 2."""
 
 
+def add_strategy_argument(parser):
+    """``--strategy``: the tf.distribute strategy that training steps run under."""
+    from tfmc.train import STRATEGIES
+
+    parser.add_argument("--strategy", default="default", choices=STRATEGIES,
+                        help="tf.distribute strategy for training steps (default: one device)")
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="tfmc", description="Compress tf_keras models for mobile: prune, quantize, export.")
     sub = parser.add_subparsers(dest="command", required=True)

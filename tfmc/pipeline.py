@@ -115,7 +115,10 @@ def run_demo(out_dir="demo_out", *, quick=False, config=None, seed=0, strategy=N
     from tfmc.gmpq import plots as gmpq_plots
 
     config = config or (DemoConfig.quick() if quick else DemoConfig())
+    from tfmc.quant.apply import check_strategy
+
     strategy = train.make_strategy(strategy)
+    check_strategy(strategy)  # before any work, so a refusal leaves nothing behind
     out_dir, staging = _prepare_output(out_dir)
     progress = _Progress(9, stream)
     try:
@@ -158,7 +161,8 @@ def run_demo(out_dir="demo_out", *, quick=False, config=None, seed=0, strategy=N
                       f"{bits.achieved_bops:,} BOPs of a {bits.target_bops:,} target")
 
         progress.step(f"quantization-aware training, {config.qat_epochs} epochs")
-        qat = tfmc.quantize(pruned, bits.policy)
+        with strategy.scope():  # variables trained under a strategy must be created in its scope
+            qat = tfmc.quantize(pruned, bits.policy)
         train.fit(qat, dataset.x_train, dataset.y_train, epochs=config.qat_epochs, learning_rate=2e-4,
                   validation=(dataset.x_val, dataset.y_val), strategy=strategy, seed=seed, copy=False)
         io.save_model(qat, os.path.join(staging, "pruned_qat.keras"))

@@ -50,7 +50,8 @@ def fit(model, x, y, *, epochs=3, batch_size=64, learning_rate=1e-3, validation=
     Args:
       model: the model to train. With ``copy=True`` (the default) it is cloned
         under the strategy's scope and the clone is trained and returned, so
-        the caller's model is never changed.
+        the caller's model is never changed. With ``copy=False`` the model
+        itself is trained and must have been built under ``strategy.scope()``.
       x, y: training images and integer labels.
       epochs, batch_size, learning_rate: the usual; the learning rate decays
         by a cosine schedule over the run.

@@ -61,7 +61,8 @@ def run_search(args):
              cost.count_params(pruned))]
     if args.finetune_epochs:
         pruned, _ = train.fit(pruned, dataset.x_train, dataset.y_train, epochs=args.finetune_epochs,
-                              learning_rate=args.finetune_lr, validation=(dataset.x_val, dataset.y_val), seed=args.seed)
+                              learning_rate=args.finetune_lr, validation=(dataset.x_val, dataset.y_val), seed=args.seed,
+                              strategy=args.strategy)
         rows.append((f"AMC policy, fine-tuned {args.finetune_epochs} epochs", train.accuracy(pruned, x_test, y_test),
                      cost.count_macs(pruned), cost.count_params(pruned)))
     io.save_model(pruned, os.path.join(args.out, "pruned.keras"))

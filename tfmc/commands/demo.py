@@ -25,7 +25,7 @@ def run(args):
     try:
         run_demo(args.out, quick=args.quick, seed=args.seed, strategy=args.strategy)
     except ValueError as exc:
-        if "--out" in str(exc):
+        if "--out" in str(exc) or "--strategy" in str(exc):
             raise UsageError(str(exc)) from None
         raise
     return 0

@@ -5,6 +5,8 @@ _TARGETS = ("target_macs", "target_params", "target_latency_ms")
 
 
 def register(sub):
+    from tfmc.cli import add_strategy_argument
+
     p = sub.add_parser(
         "prune",
         help="remove channels: by given keep ratios (--ratios) or by an AMC search under a budget",
@@ -23,6 +25,7 @@ def register(sub):
     p.add_argument("--round-to", type=int, default=8, help="kept channel counts are multiples of this (default 8)")
     p.add_argument("--out", required=True, help="output .keras/.h5 file or folder")
     add_search_arguments(p)
+    add_strategy_argument(p)
     p.set_defaults(run=run)
     return p
 

@@ -5,6 +5,8 @@ import sys
 
 
 def register(sub):
+    from tfmc.cli import add_strategy_argument
+
     p = sub.add_parser(
         "quantize",
         help="per-layer bit widths: given (--bits) or searched by GMPQ under a BOPs budget (--target-bops), then QAT",
@@ -28,6 +30,7 @@ def register(sub):
     p.add_argument("--qat-epochs", type=int, default=3, help="quantization-aware training epochs (default 3)")
     p.add_argument("--qat-lr", type=float, default=1e-3, help="QAT learning rate, Adam (default 1e-3)")
     p.add_argument("--seed", type=int, default=0)
+    add_strategy_argument(p)
     p.set_defaults(run=run)
     return p
 
@@ -49,7 +52,8 @@ def run(args):
     from tfmc.cli import UsageError
     from tfmc.gmpq import plots
     from tfmc.quant import quantize
-    from tfmc.train import accuracy, fit
+    from tfmc.quant.apply import check_strategy
+    from tfmc.train import accuracy, fit, make_strategy
 
     if args.qat_epochs < 0 or args.search_epochs < 1:
         raise UsageError("--qat-epochs must be >= 0 and --search-epochs >= 1")
@@ -69,19 +73,23 @@ def run(args):
             result = gmpq.search(
                 model, dataset, target_bops=args.target_bops, space=args.space, search_fraction=args.search_fraction,
                 epochs=args.search_epochs, attribution_weight=args.attribution_weight, seed=args.seed,
+                strategy=args.strategy,
             )
             policy = result.policy
             io.write_json(os.path.join(args.out, "history.json"), result.history)
             print(f"search: {result.search_seconds:.1f} s on {result.samples} images; "
                   f"{result.achieved_bops:,} BOPs of a {result.target_bops:,} target", file=sys.stderr)
-        qat = quantize(model, policy)
+        strategy = check_strategy(make_strategy(args.strategy))
+        with strategy.scope():  # variables trained under a strategy must be created in its scope
+            qat = quantize(model, policy)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     policy.to_json(os.path.join(args.out, "policy.json"))
     plots.plot_bits(policy, os.path.join(args.out, "bits.png"))
     if args.qat_epochs:
         fit(qat, dataset.x_train, dataset.y_train, epochs=args.qat_epochs, learning_rate=args.qat_lr,
-            validation=(dataset.x_val, dataset.y_val), copy=False, verbose=2)
+            validation=(dataset.x_val, dataset.y_val), copy=False, verbose=2,
+            strategy=strategy)
     io.save_model(qat, os.path.join(args.out, "qat.keras"))
     try:
         plots.attribution_figure(model, qat, dataset.x_test[:4], os.path.join(args.out, "attribution.png"))

@@ -23,7 +23,7 @@ from tfmc.gmpq.layers import MIXED_CLASSES
 from tfmc.gmpq.spaces import DEFAULT_SPACE, check_space, layer_candidates
 from tfmc.policy import BitPolicy
 from tfmc.quant.configs import quantizable_class
-from tfmc.train import outputs_probabilities
+from tfmc.train import make_strategy, outputs_probabilities
 
 
 @dataclasses.dataclass
@@ -282,7 +282,7 @@ def search(model, data, *, target_bops, space=DEFAULT_SPACE, search_fraction=0.1
       weight_lr, alpha_lr, momentum, weight_decay: the two SGD optimizers (weights start
         trained, hence a smaller lr than the paper's 0.1 from scratch).
       seed: data subset, shuffling and initial state.
-      strategy: a tf.distribute.Strategy; None uses the default strategy.
+      strategy: a tf.distribute.Strategy or its name (tfmc.train.make_strategy); None is the default.
       verbose, log: one progress line per epoch to ``log`` (default stderr).
 
     Returns:
@@ -320,7 +320,7 @@ def search(model, data, *, target_bops, space=DEFAULT_SPACE, search_fraction=0.1
     teacher = teacher_maps(model, x) if attribution_weight > 0 else np.zeros((len(x), 1, 1), np.float32)
     keras.utils.set_random_seed(seed)
 
-    strategy = strategy or tf.distribute.get_strategy()
+    strategy = make_strategy(strategy)
     replicas = strategy.num_replicas_in_sync
     with strategy.scope():
         net = build_supernet(model, budget, x[: min(len(x), 256)])

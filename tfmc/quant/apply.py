@@ -100,6 +100,27 @@ def quantize(model, policy):
         return _qk.quantize_apply(annotated, scheme=_PolicyScheme())
 
 
+def check_strategy(strategy):
+    """Refuse a multi-replica strategy for QAT of a ``tfmc.quantize`` model.
+
+    Under MirroredStrategy with two replicas, training such a model fails
+    inside Keras ("Values to regroup had different lengths": the replicas
+    produce different gradient lists), while tfmot's own 8-bit
+    ``quantize_model`` trains. Until the per-layer configs are fixed, QAT
+    runs on one replica and says so here instead of failing mid-training.
+
+    Raises:
+      ValueError: ``strategy`` has more than one replica.
+    """
+    if strategy.num_replicas_in_sync > 1:
+        raise ValueError(
+            f"quantization-aware training of a tfmc.quantize model does not run under a strategy with "
+            f"{strategy.num_replicas_in_sync} replicas yet (the replicas' gradient lists differ); "
+            "use --strategy default for QAT"
+        )
+    return strategy
+
+
 def quantized_kernel(wrapper):
     """The kernel of a QAT layer as inference sees it: fake-quantized with its stored ranges.
 
