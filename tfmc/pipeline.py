@@ -237,7 +237,9 @@ def run_demo(out_dir="demo_out", *, quick=False, config=None, seed=0, strategy=N
                 f"GMPQ: {bits.samples} search images, {bits.search_seconds:.1f} s; policy at "
                 f"{bits.achieved_bops / bits.int8_bops:.3f} of the pruned model's 8-bit BOPs.",
                 "BOPs count float layers as 32 x 32 bits. Latency: LiteRT interpreter with XNNPACK, "
-                f"{config.threads} threads, median of {config.bench_rounds} alternating rounds.",
+                f"{config.threads} threads, median of {config.bench_rounds} alternating rounds. Time on an "
+                "otherwise idle machine: models with int4 weights mix XNNPACK and reference kernels, and "
+                "under CPU contention their latency was seen to grow a hundredfold.",
             ] + [f"Export {label}: rounded {result.changed}" for label, _, _, result in exported if result.changed],
             "commands": ["make demo" + (" DEMO_ARGS=--quick" if quick else "")],
         }
