@@ -7,6 +7,7 @@ finds it from any working directory.
 import argparse
 import os
 import sys
+import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tfmc  # noqa: E402,F401  must come before tensorflow: it selects Keras 2 (tf_keras)
@@ -47,6 +48,26 @@ def count(text):
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
     return value
+
+
+def timed_logger():
+    """A ``log(text)`` that prints to stderr with the seconds since this call."""
+    start = time.monotonic()
+
+    def log(text):
+        print(f"[{time.monotonic() - start:6.1f} s] {text}", file=sys.stderr, flush=True)
+
+    return log
+
+
+def load_dataset(args, log, **kwargs):
+    """``tfmc.data.load`` from the scripts' --data / --image-size / --seed / --data-dir, logged in one line."""
+    from tfmc import data
+
+    dataset = data.load(args.data, image_size=args.image_size, seed=args.seed, data_dir=args.data_dir, **kwargs)
+    log(f"data {dataset.name}: {len(dataset.x_train)} train / {len(dataset.x_val)} val / "
+        f"{len(dataset.x_test)} test images of {dataset.input_shape}, {dataset.num_classes} classes")
+    return dataset
 
 
 def make_out_dir(path):

@@ -49,7 +49,6 @@ kept in ``--out/amc``; add ``--resume`` to continue it (a larger
 import argparse
 import os
 import sys
-import time
 
 import _common
 
@@ -166,15 +165,10 @@ def main(argv=None):
     from tfmc import amc, data, export, io, train
     from tfmc.pipeline import tflite_accuracy, time_alternating
 
-    start = time.monotonic()
-
-    def log(text):
-        print(f"[{time.monotonic() - start:6.1f} s] {text}", file=sys.stderr, flush=True)
+    log = _common.timed_logger()
 
     out = _common.make_out_dir(args.out)
-    dataset = data.load(args.data, image_size=args.image_size, channels=3, seed=args.seed, data_dir=args.data_dir)
-    log(f"data {dataset.name}: {len(dataset.x_train)} train / {len(dataset.x_val)} val / "
-        f"{len(dataset.x_test)} test images of {dataset.input_shape}, {dataset.num_classes} classes")
+    dataset = _common.load_dataset(args, log, channels=3)
     model = build_model(args.arch, args.alpha, args.image_size, dataset.num_classes, args.weights)
     data.check_fits(dataset, model, classes=True)
     log(f"{model.name} alpha {args.alpha}: {tfmc.count_macs(model):,} MACs, {tfmc.count_params(model):,} params")

@@ -55,7 +55,6 @@ with the table. Bad input prints one line and exits with code 2.
 import argparse
 import os
 import sys
-import time
 
 import _common
 
@@ -131,10 +130,7 @@ def main(argv=None):
     import tflite_bench
     from tfmc import data, export, io, models, train
 
-    start = time.monotonic()
-
-    def log(text):
-        print(f"[{time.monotonic() - start:6.1f} s] {text}", file=sys.stderr, flush=True)
+    log = _common.timed_logger()
 
     out = _common.make_out_dir(args.out)
     if args.model:

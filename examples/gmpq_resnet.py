@@ -49,7 +49,6 @@ Bad input prints one line and exits with code 2.
 import argparse
 import os
 import sys
-import time
 
 import _common
 
@@ -152,18 +151,13 @@ def small_resnet(input_shape, classes, *, width=16, stages=3, blocks=2, seed=0):
 def main(argv=None):
     args = _fill_defaults(build_parser().parse_args(argv))
     import tfmc
-    from tfmc import bops, data, export, gmpq, io, train
+    from tfmc import bops, export, gmpq, io, train
     from tfmc.pipeline import tflite_accuracy
 
-    start = time.monotonic()
-
-    def log(text):
-        print(f"[{time.monotonic() - start:6.1f} s] {text}", file=sys.stderr, flush=True)
+    log = _common.timed_logger()
 
     out = _common.make_out_dir(args.out)
-    dataset = data.load(args.data, image_size=args.image_size, seed=args.seed, data_dir=args.data_dir)
-    log(f"data {dataset.name}: {len(dataset.x_train)} train / {len(dataset.x_val)} val / "
-        f"{len(dataset.x_test)} test images of {dataset.input_shape}, {dataset.num_classes} classes")
+    dataset = _common.load_dataset(args, log)
     model = small_resnet(dataset.input_shape, dataset.num_classes, width=args.width, stages=args.stages,
                          blocks=args.blocks, seed=args.seed)
     log(f"small ResNet ({args.stages} stages x {args.blocks} blocks, width {args.width}): "
