@@ -2,34 +2,24 @@
 
 Run: .venv/bin/python bench/bench_prune.py [--size 128] [--rounds 15] [--runs 20] [--threads 2]
 
-Both models are converted to float32 .tflite and run by the LiteRT
-interpreter (XNNPACK). Timing alternates the two models in rounds, so drift
-on this noisy machine hits both alike; each round's per-inference median is
-taken and the medians of the rounds are compared. Speedup fidelity =
+Every model is converted to float32 .tflite and run by the LiteRT
+interpreter (XNNPACK) through ``tflite_bench.alternate``: the models take
+turns in rounds, so drift on this noisy machine hits all alike; each round's
+per-inference median is taken and the medians of the rounds are compared. Speedup fidelity =
 (latency ratio) / (MACs ratio); 1.0 means latency fell exactly as MACs did.
 """
 import argparse
 import os
-import statistics
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
-
 import tfmc  # noqa: E402
-from tfmc._keras import keras, tf  # noqa: E402
+import tflite_bench  # noqa: E402
+from tfmc._keras import keras  # noqa: E402
 from benchmarks_md import write_section  # noqa: E402
-
-
-def to_tflite(model, path):
-    data = tf.lite.TFLiteConverter.from_keras_model(model).convert()
-    with open(path, "wb") as f:
-        f.write(data)
-    return path
 
 
 def uniform_ratio_for(model, target_fraction, round_to):
@@ -43,30 +33,6 @@ def uniform_ratio_for(model, target_fraction, round_to):
             best = (mid, fraction)
         lo, hi = (mid, hi) if fraction < target_fraction else (lo, mid)
     return best
-
-
-def time_alternating(paths, threads, rounds, runs, warmup=10):
-    from ai_edge_litert.interpreter import Interpreter
-
-    interpreters = []
-    for path in paths:
-        it = Interpreter(model_path=path, num_threads=threads)
-        it.allocate_tensors()
-        detail = it.get_input_details()[0]
-        it.set_tensor(detail["index"], np.random.default_rng(0).random(detail["shape"]).astype(np.float32))
-        for _ in range(warmup):
-            it.invoke()
-        interpreters.append(it)
-    medians = [[] for _ in paths]
-    for _ in range(rounds):
-        for i, it in enumerate(interpreters):
-            samples = []
-            for _ in range(runs):
-                t0 = time.perf_counter()
-                it.invoke()
-                samples.append(time.perf_counter() - t0)
-            medians[i].append(statistics.median(samples))
-    return [statistics.median(m) * 1e3 for m in medians]
 
 
 def main():
@@ -91,9 +57,11 @@ def main():
         for alpha in (0.75, 0.5)
     ]
     with tempfile.TemporaryDirectory() as tmp:
-        paths = [to_tflite(m, os.path.join(tmp, f"{i}.tflite")) for i, (_, m) in enumerate(candidates)]
+        paths = [tfmc.export.to_tflite(m, os.path.join(tmp, f"{i}.tflite"), mode="float32").path
+                 for i, (_, m) in enumerate(candidates)]
         sizes = [os.path.getsize(p) for p in paths]
-        latency = time_alternating(paths, args.threads, args.rounds, args.runs)
+        per_model = tflite_bench.alternate(paths, rounds=args.rounds, threads=args.threads, runs=args.runs, warmup=10)
+        latency = [tflite_bench.median_of_rounds_us(r) / 1e3 for r in per_model]
     macs = [tfmc.count_macs(m) for _, m in candidates]
     command = "python bench/bench_prune.py " + " ".join(
         f"--{k} {v}" for k, v in (("size", args.size), ("threads", args.threads), ("rounds", args.rounds), ("runs", args.runs), ("round-to", args.round_to))

@@ -62,4 +62,43 @@ def run(path, *, target="host", threads=1, runs=50, warmup=5, binary=None, seria
     return run_host(path, threads=threads, runs=runs, warmup=warmup, use_xnnpack=use_xnnpack)
 
 
-__all__ = ["BenchError", "Result", "TARGETS", "parse", "run"]
+def alternate(paths, *, rounds=5, **run_kwargs):
+    """Time several models in alternating rounds; return each model's list of Results.
+
+    Round 0 runs the models in order, round 1 in reverse, and so on, so slow
+    phases of a shared machine (or a warming phone) hit every model alike.
+    Results are kept by position, so a file may be listed twice.
+
+    Args:
+      paths: the .tflite files.
+      rounds: how many rounds (each runs every model once).
+      **run_kwargs: passed to ``run`` (threads, runs, warmup, target, ...).
+
+    Returns:
+      A list with, for each path, its ``rounds`` Results.
+
+    Raises:
+      BenchError: rounds is not a positive integer, or a run failed.
+
+    Example:
+      >>> per_model = alternate(["a.tflite", "b.tflite"], rounds=5, threads=2)  # doctest: +SKIP
+      >>> [median_of_rounds_us(r) for r in per_model]  # doctest: +SKIP
+    """
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+        raise BenchError(f"rounds must be an integer >= 1, got {rounds!r}")
+    results = [[] for _ in paths]
+    order = list(range(len(paths)))
+    for round_index in range(rounds):
+        for index in (order if round_index % 2 == 0 else order[::-1]):
+            results[index].append(run(paths[index], **run_kwargs))
+    return results
+
+
+def median_of_rounds_us(results):
+    """The median over rounds of each round's typical figure (median, else mean), in microseconds."""
+    import statistics
+
+    return float(statistics.median(r.typical_us for r in results))
+
+
+__all__ = ["BenchError", "Result", "TARGETS", "alternate", "median_of_rounds_us", "parse", "run"]

@@ -4,8 +4,6 @@ import json
 import os
 import sys
 
-import numpy as np
-
 from tflite_bench.result import BenchError
 
 _ROWS = (
@@ -70,24 +68,17 @@ def format_table(result, title):
 def compare(path_a, path_b, *, rounds=5, **run_kwargs):
     """Alternate two models (A B, then B A, ...) and return (results A, results B, median ratio A / B).
 
-    Alternating spreads slow phases of a shared machine (or a warming phone)
-    over both models; each side's figure is the median of its round figures
-    (per-round median, or mean where the source gives no median).
+    Each side's figure is the median of its round figures (see
+    ``tflite_bench.alternate`` and ``median_of_rounds_us``).
 
     Raises:
       BenchError: rounds is not a positive integer, or a run failed.
     """
     import tflite_bench
 
-    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
-        raise BenchError(f"rounds must be an integer >= 1, got {rounds!r}")
-    results = ([], [])  # by position: the same file may be compared with itself
-    paths = (path_a, path_b)
-    for round_index in range(rounds):
-        for side in ((0, 1) if round_index % 2 == 0 else (1, 0)):
-            results[side].append(tflite_bench.run(paths[side], **run_kwargs))
-    median_a, median_b = (float(np.median([r.typical_us for r in side])) for side in results)
-    return results[0], results[1], median_a / median_b
+    results_a, results_b = tflite_bench.alternate((path_a, path_b), rounds=rounds, **run_kwargs)
+    ratio = tflite_bench.median_of_rounds_us(results_a) / tflite_bench.median_of_rounds_us(results_b)
+    return results_a, results_b, ratio
 
 
 def main(argv=None):
@@ -100,8 +91,7 @@ def main(argv=None):
             raise BenchError("--android needs --binary PATH (a benchmark_model built for the phone)")
         if args.compare:
             a, b, ratio = compare(args.model, args.compare, rounds=args.rounds, **_run_kwargs(args))
-            median_a = float(np.median([r.typical_us for r in a]))
-            median_b = float(np.median([r.typical_us for r in b]))
+            median_a, median_b = tflite_bench.median_of_rounds_us(a), tflite_bench.median_of_rounds_us(b)
             if args.json:
                 print(json.dumps({
                     "a": {"model": args.model, "median_us": median_a, "rounds": [r.to_dict(False) for r in a]},

@@ -2,7 +2,6 @@
 import dataclasses
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -79,14 +78,11 @@ def tflite_accuracy(path, x, y, threads=2):
 
 
 def time_alternating(paths, *, threads, rounds, runs, warmup=5):
-    """Median latency (ms) of each .tflite, timed in alternating rounds so drift hits all alike."""
+    """{path: median latency in ms} of each .tflite, timed by ``tflite_bench.alternate``."""
     import tflite_bench
 
-    medians = {p: [] for p in paths}
-    for _ in range(rounds):
-        for path in paths:
-            medians[path].append(tflite_bench.run(path, threads=threads, runs=runs, warmup=warmup).median_us)
-    return {p: statistics.median(m) / 1e3 for p, m in medians.items()}
+    per_model = tflite_bench.alternate(paths, rounds=rounds, threads=threads, runs=runs, warmup=warmup)
+    return {p: tflite_bench.median_of_rounds_us(r) / 1e3 for p, r in zip(paths, per_model)}
 
 
 def run_demo(out_dir="demo_out", *, quick=False, config=None, seed=0, strategy=None, stream=None):
