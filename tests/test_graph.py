@@ -126,3 +126,14 @@ def test_subclassed_model_is_refused():
 def test_unbuilt_sequential_is_refused():
     with pytest.raises(ValueError, match="has no known input shape"):
         channel_groups(keras.Sequential([L.Dense(2)]))
+
+
+def test_channels_first_layers_freeze_what_they_touch():
+    inp = keras.Input((8, 8, 3))
+    a = L.Conv2D(8, 3, name="a")(inp)
+    b = L.Conv2D(8, 3, name="b")(a)
+    p = L.AveragePooling2D(data_format="channels_first", name="cf_pool")(b)
+    out = L.Dense(2, name="out")(L.Flatten(name="flat")(p))
+    groups = _by_name(keras.Model(inp, out))
+    assert groups["a"].prunable
+    assert groups["b"].reason == "'cf_pool' uses channels_first"

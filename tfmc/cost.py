@@ -119,21 +119,21 @@ def profile(model):
     ``(frozen)`` when it cannot be pruned.
     """
     analysis = graph_lib.ChannelGraph(model)
+    macs_by_name = macs_by_layer(model)
+    order = {g.name: i for i, g in enumerate(analysis.groups)}
     rows, seen = [], set()
     for call in analysis.calls:
         layer = call.layer
         if layer.name in seen:
             continue
         seen.add(layer.name)
-        role = analysis.layer_io(layer.name)
-        out_map = role["out"][0]
-        names = sorted({g for g, _ in analysis.map_groups(out_map)}, key=lambda n: [g.name for g in analysis.groups].index(n))
+        out_map = analysis.layer_io(layer.name)["out"][0]
+        names = sorted({g for g, _ in analysis.map_groups(out_map)}, key=order.__getitem__)
         group = ", ".join(n + ("" if analysis.group(n).prunable else " (frozen)") for n in names)
-        macs = sum(
-            layer_macs(c.layer, c.input_shapes[0], c.output_shapes[0])
-            if graph_lib.layer_kind(c.layer) != "model" else count_macs(c.layer)
-            for c in analysis.calls if c.layer is layer
-        )
+        if graph_lib.layer_kind(layer) == "model":  # its inner layers are listed as "outer/inner"
+            macs = sum(v for k, v in macs_by_name.items() if k.startswith(layer.name + "/"))
+        else:
+            macs = macs_by_name[layer.name]
         rows.append(
             LayerProfile(
                 name=layer.name,
@@ -145,4 +145,4 @@ def profile(model):
                 group=group,
             )
         )
-    return Profile(rows=rows, total_macs=count_macs(model), total_params=count_params(model))
+    return Profile(rows=rows, total_macs=int(sum(macs_by_name.values())), total_params=count_params(model))

@@ -216,21 +216,18 @@ class ChannelGraph:
             reason = f"layer {layer.name!r} is shared ({self._call_counts[layer.name]} calls)"
             self._opaque(call, in_maps, reason)
             return
+        if _channels_first(layer):
+            self._opaque(call, in_maps, f"{layer.name!r} uses channels_first")
+            return
         if kind in ("conv", "dense", "separable"):
             if kind == "conv" and getattr(layer, "groups", 1) != 1:
                 self._opaque(call, in_maps, f"grouped convolution {layer.name!r} (groups={layer.groups})")
-                return
-            if _channels_first(layer):
-                self._opaque(call, in_maps, f"{layer.name!r} uses channels_first")
                 return
             var = self._producer_var(layer, call.output_shapes[0][-1])
             self._record(layer, kind, in_maps, [_full_map(var, call.output_shapes[0][-1])], call)
             self._add_consumer(layer, in_maps[0])
             return
         if kind == "depthwise":
-            if _channels_first(layer):
-                self._opaque(call, in_maps, f"{layer.name!r} uses channels_first")
-                return
             m = layer.depth_multiplier
             out = (np.repeat(in_maps[0][0], m), np.repeat(in_maps[0][1], m))
             self._record(layer, kind, in_maps, [out], call)
@@ -249,7 +246,7 @@ class ChannelGraph:
             self._add_member(layer, in_maps[0])
             return
         if kind == "pass":
-            if call.output_shapes[0][-1] != call.input_shapes[0][-1] or _channels_first(layer):
+            if call.output_shapes[0][-1] != call.input_shapes[0][-1]:
                 self._opaque(call, in_maps, f"{layer.name!r} does not keep channels on the last axis")
                 return
             self._record(layer, kind, in_maps, [in_maps[0]], call)

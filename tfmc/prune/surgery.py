@@ -4,10 +4,6 @@ import numpy as np
 from tfmc._keras import custom_objects, keras
 
 
-def _positions(analysis, channel_map, keep):
-    return analysis.tensor_keep(channel_map, keep)
-
-
 def _layer_plan(analysis, layer, keep):
     """(kind, kept input positions, kept output positions) of ``layer``, or None if untouched."""
     try:
@@ -17,8 +13,8 @@ def _layer_plan(analysis, layer, keep):
     if role["kind"] == "opaque" or not role["in"]:
         return None
     in_map, out_map = role["in"][0], role["out"][0]
-    in_keep = _positions(analysis, in_map, keep)
-    out_keep = _positions(analysis, out_map, keep)
+    in_keep = analysis.tensor_keep(in_map, keep)
+    out_keep = analysis.tensor_keep(out_map, keep)
     if len(in_keep) == len(in_map[0]) and len(out_keep) == len(out_map[0]):
         return None
     return role["kind"], in_keep, out_keep
