@@ -374,6 +374,14 @@ class ChannelGraph:
                 mask[pos] = keep[g.name][i]
         return np.flatnonzero(mask)
 
+    def prunable_consumers(self):
+        """Layers that read channels of a prunable group, each once, in group order.
+
+        Only these can lose input channels, so they are all that masking and
+        reconstruction need to visit.
+        """
+        return _unique(name for g in self.groups if g.prunable for name in g.consumers)
+
     def layer_io(self, name):
         """The kind and the channel maps of the inputs and outputs of layer ``name``."""
         return self._roles[name]

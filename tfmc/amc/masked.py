@@ -43,10 +43,7 @@ class MaskedModel:
         self.clone.set_weights(model.get_weights())
         self._forward = tf.function(lambda x: self.clone(x, training=False), reduce_retracing=True)
         self._importance = channel_importance(analysis)
-        consumers = []
-        for group in analysis.groups:
-            if group.prunable:
-                consumers.extend(n for n in group.consumers if n not in consumers)
+        consumers = analysis.prunable_consumers()
         self._original = {name: model.get_layer(name).get_weights() for name in consumers}
         self._kind = {name: analysis.layer_io(name)["kind"] for name in consumers}
         self._dirty = set()

@@ -11,22 +11,13 @@ import numpy as np
 def dropped_input_positions(analysis, keep):
     """{consumer layer name: input positions it no longer reads} under ``keep`` masks."""
     result = {}
-    for name in _consumers(analysis):
+    for name in analysis.prunable_consumers():
         channel_map = analysis.layer_io(name)["in"][0]
         kept = analysis.tensor_keep(channel_map, keep)
         dropped = np.setdiff1d(np.arange(len(channel_map[0])), kept)
         if len(dropped):
             result[name] = dropped
     return result
-
-
-def _consumers(analysis):
-    seen = []
-    for group in analysis.groups:
-        for name in group.consumers:
-            if name not in seen:
-                seen.append(name)
-    return seen
 
 
 def zero_input_channels(weights, kind, positions):
