@@ -25,7 +25,7 @@ def atomic_path(path):
     try:
         yield tmp
         if os.path.isdir(tmp):
-            _replace_dir(tmp, path)
+            replace_dir(tmp, path)
         else:
             os.replace(tmp, path)
     finally:
@@ -35,7 +35,8 @@ def atomic_path(path):
             os.remove(tmp)
 
 
-def _replace_dir(tmp, path):
+def replace_dir(tmp, path):
+    """Move the finished folder ``tmp`` onto ``path``, removing what ``path`` held."""
     if os.path.isdir(path):
         shutil.rmtree(path)
     elif os.path.exists(path):

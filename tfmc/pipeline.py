@@ -62,12 +62,6 @@ def _prepare_output(out_dir):
     return out_dir, tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.", dir=parent)
 
 
-def _publish(staging, out_dir):
-    if os.path.exists(out_dir):
-        shutil.rmtree(out_dir)
-    os.replace(staging, out_dir)
-
-
 def tflite_accuracy(path, x, y, threads=2):
     """Top-1 accuracy of a .tflite classifier on (x, y), one sample at a time."""
     from tflite_bench.host import load_interpreter
@@ -240,7 +234,7 @@ def run_demo(out_dir="demo_out", *, quick=False, config=None, seed=0, strategy=N
             "commands": ["make demo" + (" DEMO_ARGS=--quick" if quick else "")],
         }
         report.write_report(staging, results)
-        _publish(staging, out_dir)
+        io.replace_dir(staging, out_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
