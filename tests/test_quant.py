@@ -112,3 +112,60 @@ def test_separable_layers_cannot_be_quantized():
 def test_bits_outside_range_are_an_error():
     with pytest.raises(ValueError, match="layer 'conv1': weight_bits must be in 2..16, got 1"):
         quantize(chain_cnn(), {"conv1": (1, 8)})
+
+
+def _input_range(wrapper):
+    values = {v.name.split("/")[-1].split(":")[0]: float(v.numpy()) for v in wrapper.weights if "activation" in v.name}
+    return values["post_activation_min"], values["post_activation_max"], values["post_activation_initialized"]
+
+
+def test_the_first_training_batch_sets_the_input_range_and_later_batches_do_not_reset_it():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((1000,)), L.Dense(2, name="fc")])
+    qat = quantize(model, {"fc": (8, 3)})
+    wrapper = qat.get_layer("quant_fc")
+    assert _input_range(wrapper) == (-6.0, 6.0, 0.0)  # tfmot's start until training begins
+    x = np.linspace(-1.0, 3.0, 2000, dtype="float32").reshape(2, 1000)  # 0.1 % of 2000: the 2nd from each end
+    qat(x, training=True)
+    low, high, initialized = _input_range(wrapper)
+    np.testing.assert_allclose([low, high, initialized], [x.flat[1], x.flat[-2], 1.0], rtol=1e-6)
+    qat(10 * x, training=True)
+    assert _input_range(wrapper) == (low, high, 1.0)
+
+
+def test_an_image_quantized_to_3_bits_keeps_8_levels_after_one_training_batch():
+    # tfmot's moving average starts at [-6, 6]: 3 bits left an image in [0, 1] two levels.
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8, 8, 1)), L.Conv2D(2, 3, name="conv")])
+    qat = quantize(model, {"conv": (8, 3)})
+    x = np.random.default_rng(0).uniform(size=(16, 8, 8, 1)).astype("float32")
+    qat(x, training=True)
+    quantized = qat.get_layer("quant_conv").layer.input_activation(tf.constant(x)).numpy()
+    assert len(np.unique(quantized)) == 8
+    assert 0.0 <= quantized.min() and quantized.max() <= 1.0
+
+
+def test_the_input_range_is_trained_by_the_values_it_clips():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), L.Dense(1, use_bias=False, kernel_initializer="ones", name="fc")])
+    qat = quantize(model, {"fc": (8, 8)})
+    x = np.random.default_rng(0).uniform(size=(256, 4)).astype("float32")
+    qat(x[:4] * 0.5, training=True)  # a first batch narrower than the data: the rest is clipped at its max
+    wrapper = qat.get_layer("quant_fc")
+    range_vars = [v for v in wrapper.trainable_weights if "post_activation_m" in v.name]
+    assert len(range_vars) == 2
+    with tf.GradientTape() as tape:
+        total = tf.reduce_sum(qat(x, training=True))
+    grad_min, grad_max = tape.gradient(total, range_vars)
+    # d sum / d max counts the clipped values (kernel of ones): PACT's gradient of the clip
+    clipped = np.sum(x > _input_range(wrapper)[1])
+    assert clipped > 100 and float(grad_max) == pytest.approx(clipped, rel=0.02)
+    assert float(grad_min) == 0.0  # nothing below min: the inputs are positive and min is 0
+
+
+def test_activation_quantizer_rejects_bad_bits():
+    from tfmc.quant import LearnedRangeQuantizer
+
+    with pytest.raises(ValueError, match="num_bits must be an integer in 2..16, got 1"):
+        LearnedRangeQuantizer(1)
+    assert LearnedRangeQuantizer(4).get_config() == {"num_bits": 4, "init_tail": 0.001}

@@ -1,5 +1,6 @@
 """Per-layer bit widths through tfmot: QuantizeConfigs and BitPolicy -> QAT model."""
 from tfmc.quant.apply import qat_custom_objects, quantize, quantized_kernel
 from tfmc.quant.configs import LayerBitsQuantizeConfig
+from tfmc.quant.quantizers import LearnedRangeQuantizer
 
-__all__ = ["LayerBitsQuantizeConfig", "qat_custom_objects", "quantize", "quantized_kernel"]
+__all__ = ["LayerBitsQuantizeConfig", "LearnedRangeQuantizer", "qat_custom_objects", "quantize", "quantized_kernel"]
