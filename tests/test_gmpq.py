@@ -154,3 +154,25 @@ def test_search_on_a_tiny_model_returns_a_policy_within_budget(space, target):
     assert result.policy.metadata["achieved_bops"] == result.achieved_bops
     for a, b in zip(before, model.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_fixed_layers_keep_their_bits_and_count_in_the_budget():
+    model = chain_cnn()
+    assert gmpq.end_layers(model, "gmpq") == ["conv1", "logits"]
+    fixed = {"conv1": (8, 8), "logits": (8, 8)}
+    budget = gmpq.space_budget(model, "gmpq", fixed)
+    assert budget.candidates["conv1"] == ((8,), (8,)) and budget.candidates["conv2"] == ((2, 3, 4, 6), (2, 3, 4, 6))
+    # conv1 (110,592 MACs) and logits (200) at 8 x 8, the other three at 2 x 2
+    assert budget.min_bops == (110_592 + 200) * 64 + (221_184 + 110_592 + 640) * 4
+    rng = np.random.default_rng(0)
+    result = gmpq.search(model, (images(16), rng.integers(0, 10, 16)), target_bops=0.4, space="gmpq",
+                         fixed_bits=fixed, search_fraction=1.0, epochs=1, batch_size=8, log=std_io.StringIO())
+    held = [(result.policy[n].weight_bits, result.policy[n].activation_bits) for n in ("conv1", "logits")]
+    assert held == [(8, 8), (8, 8)]
+    assert result.achieved_bops == count_bops(model, result.policy) <= result.target_bops
+    assert result.policy.metadata["fixed_bits"] == {"conv1": [8, 8], "logits": [8, 8]}
+
+
+def test_fixed_bits_for_a_layer_the_space_does_not_search_is_an_error():
+    with pytest.raises(ValueError, match=r"fixed_bits names layers that space 'gmpq' does not search in model 'chain': \['pool'\]"):
+        gmpq.space_budget(chain_cnn(), "gmpq", {"pool": (8, 8)})

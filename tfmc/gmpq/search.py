@@ -41,11 +41,20 @@ class Budget:
         return bops_lib.bops_of(self.macs, policy)
 
 
-def space_budget(model, space=DEFAULT_SPACE):
+def space_budget(model, space=DEFAULT_SPACE, fixed_bits=None):
     """The Budget of ``model`` in ``space`` (see Budget).
 
+    Args:
+      model: the float model.
+      space: a search space name.
+      fixed_bits: optional {layer name: (weight bits, activation bits)} for
+        layers of the space held at those bits instead of searched (their one
+        candidate each); e.g. the stem and the classifier at 8 bits, as the
+        GMPQ authors keep them at high precision.
+
     Raises:
-      ValueError: unknown space, or no layer of the model can be searched.
+      ValueError: unknown space, no layer of the model can be searched, or a
+        fixed layer that the space does not search (or bits outside 2..16).
     """
     check_space(space)
     macs = cost.macs_by_layer(model)
@@ -56,10 +65,30 @@ def space_budget(model, space=DEFAULT_SPACE):
             candidates[layer.name] = found
     if not candidates:
         raise ValueError(f"model {model.name!r} has no Conv2D, DepthwiseConv2D or Dense layer to search bit widths for")
+    fixed = BitPolicy(dict(fixed_bits or {}))
+    unknown = sorted(set(fixed) - set(candidates))
+    if unknown:
+        raise ValueError(f"fixed_bits names layers that space {space!r} does not search in model {model.name!r}: "
+                         f"{unknown}; searched layers: {list(candidates)}")
+    for name in fixed:
+        candidates[name] = ((fixed[name].weight_bits,), (fixed[name].activation_bits,))
     pick = lambda index: BitPolicy({n: (w[index], a[index]) for n, (w, a) in candidates.items()})  # noqa: E731
     int8 = bops_lib.uniform_policy(model, 8, 8)
     return Budget(space, macs, candidates, bops_lib.bops_of(macs, int8), bops_lib.bops_of(macs, pick(0)),
                   bops_lib.bops_of(macs, pick(-1)))
+
+
+def end_layers(model, space=DEFAULT_SPACE):
+    """Names of the first and the last layer that ``space`` searches in ``model`` (graph order).
+
+    GMPQ's authors keep these (the stem, reading the image, and the
+    classifier) at high precision; pass them to ``search(fixed_bits=...)``.
+
+    Example:
+      >>> fixed = {name: (8, 8) for name in end_layers(model, "gmpq")}
+    """
+    names = list(space_budget(model, space).candidates)
+    return [names[0], names[-1]] if len(names) > 1 else names
 
 
 def resolve_target(target, budget):
@@ -247,8 +276,8 @@ def fill_policy(policy, probabilities, budget, target):
         used += delta
 
 
-def search(model, data, *, target_bops, space=DEFAULT_SPACE, search_fraction=0.1, epochs=25, batch_size=32,
-           attribution_weight=20.0, complexity_weight=3e-4, adapt_complexity=True, exponent="capacity", rho=24.0,
+def search(model, data, *, target_bops, space=DEFAULT_SPACE, fixed_bits=None, search_fraction=0.1, epochs=25,
+           batch_size=32, attribution_weight=20.0, complexity_weight=3e-4, adapt_complexity=True, exponent="capacity", rho=24.0,
            weight_lr=1e-3, alpha_lr=0.1, momentum=0.9, weight_decay=1e-4, seed=0, strategy=None, verbose=True,
            log=None):
     """Search per-layer bit widths with GMPQ and return a policy within a BOPs budget.
@@ -272,6 +301,9 @@ def search(model, data, *, target_bops, space=DEFAULT_SPACE, search_fraction=0.1
       target_bops: a fraction of the model's 8-bit BOPs (<= 1) or absolute BOPs.
       space: "litert" (weights {4, 8} on Conv2D / Dense, 8 on depthwise,
         activations 8) or "gmpq" (weights and activations {2, 3, 4, 6}).
+      fixed_bits: {layer name: (weight bits, activation bits)} held fixed
+        instead of searched (counted in the BOPs and written in the policy),
+        e.g. ``end_layers`` at 8 bits as the paper keeps stem and classifier.
       search_fraction: the share of the training data the search learns on.
       epochs, batch_size: search length.
       attribution_weight: lambda (0 disables attribution: the ablation).
@@ -307,8 +339,9 @@ def search(model, data, *, target_bops, space=DEFAULT_SPACE, search_fraction=0.1
     if not capacity and (isinstance(exponent, str) or not exponent > 0):
         raise ValueError(f"exponent must be 'capacity' or a positive number, got {exponent!r}")
     feature_name = attribution.feature_layer(model)
-    budget = space_budget(model, space)
+    budget = space_budget(model, space, fixed_bits)
     target = resolve_target(target_bops, budget)
+    searched = [n for n in budget.candidates if n not in (fixed_bits or {})]
 
     x, y = _as_arrays(data)
     rng = np.random.default_rng(seed)
@@ -351,7 +384,9 @@ def search(model, data, *, target_bops, space=DEFAULT_SPACE, search_fraction=0.1
             ce = keras.losses.sparse_categorical_crossentropy(yb, scores, from_logits=not from_probabilities)
             expected = [layer.expected_bits() for layer in mixed]
             comp = tf.reduce_sum(macs * tf.stack([w * a for w, a in expected]))
-            p = attribution.capacity_exponent(expected, rho) if capacity else tf.constant(float(exponent))
+            # p measures the capacity the search chooses: fixed layers do not enter it
+            capacity_bits = [e for e, n in zip(expected, budget.candidates) if n in searched] or expected
+            p = attribution.capacity_exponent(capacity_bits, rho) if capacity else tf.constant(float(exponent))
             attr = attribution.attribution_loss(tb, maps, p, per_sample=True) if lam > 0 else tf.zeros_like(ce)
             loss = (tf.reduce_sum(ce) + lam * tf.reduce_sum(attr)) / float(batch * replicas) + cd * comp / replicas
         grads = tape.gradient(loss, weights + alphas)
@@ -405,6 +440,7 @@ def search(model, data, *, target_bops, space=DEFAULT_SPACE, search_fraction=0.1
     policy.metadata.update({
         "method": "gmpq", "space": space, "target_bops": target, "achieved_bops": achieved,
         "int8_bops": budget.int8_bops, "fraction_of_int8": achieved / budget.int8_bops,
+        "fixed_bits": {n: list(b) for n, b in _as_bits(BitPolicy(dict(fixed_bits or {}))).items()},
         "search_fraction": search_fraction, "search_samples": int(len(x)), "search_seconds": seconds,
         "epochs": epochs, "attribution_weight": lam, "exponent": exponent, "final_cd": float(cd.numpy()),
         "argmax_bops": budget.bops(chosen), "repairs": [list(r) for r in repairs],
