@@ -16,7 +16,8 @@ from tfmc import amc
 from tfmc._keras import keras, tf
 from tfmc.amc.budget import ActionWall, CostModel, keep_candidates, make_budget
 from tfmc.amc.env import FEATURES, PruningEnv
-from tfmc.amc.masked import MaskedModel, sampled_patches
+from tfmc.amc.masked import MaskedModel
+from tfmc.prune.reconstruct import sampled_patches
 from tfmc.graph import ChannelGraph
 from tfmc.policy import PrunePolicy
 
@@ -194,19 +195,33 @@ def test_the_masked_copy_computes_the_pruned_model(name):
     np.testing.assert_allclose(masked.predict(x), model.predict(x, verbose=0), atol=1e-5)
 
 
-def test_reconstruction_is_cached_and_fits_the_kept_inputs(chain):
+@pytest.mark.parametrize("name", ["chain", "residual", "concat"])
+def test_the_refitted_masked_copy_computes_the_model_prune_builds(name):
+    model = tiny_models.ALL[name]()
+    analysis = ChannelGraph(model)
+    calib, x = tiny_models.images(24, seed=3), tiny_models.images(6, seed=4)
+    masked = MaskedModel(model, analysis, calib_data=calib)
+    groups = [g for g in analysis.groups if g.prunable]
+    policies = [{g.name: keep_candidates(g.channels, 0.2)[-1 if i % 2 else 0] for i, g in enumerate(groups)},
+                {g.name: keep_candidates(g.channels, 0.2)[0] for g in groups}]
+    for counts in policies + policies[:1]:  # the same policy again after another gives the same model
+        masked.apply(counts)
+        pruned = tfmc.prune(model, {g.name: counts[g.name] / g.channels for g in groups}, calib_data=calib)
+        np.testing.assert_allclose(masked.predict(x), pruned.predict(x, verbose=0), atol=1e-4)
+    refitted = [n for n in masked._refit if np.any(masked.clone.get_layer(n).get_weights()[0]
+                                                    != model.get_layer(n).get_weights()[0])]
+    assert refitted  # the comparison above ran with least-squares kernels, not the original ones
+    masked.restore()
+    np.testing.assert_allclose(masked.predict(x), model.predict(x, verbose=0), atol=1e-5)
+
+
+def test_refit_kernels_read_nothing_from_dropped_channels(chain):
     analysis = ChannelGraph(chain)
-    x = tiny_models.images(32)
-    masked = MaskedModel(chain, analysis, calib_data=x)
+    masked = MaskedModel(chain, analysis, calib_data=tiny_models.images(32))
     masked.apply({"conv2": 8})
     kernel = masked.clone.get_layer("conv3").get_weights()[0]
     dropped = ~masked.masks({"conv2": 8})["conv2"]
     assert np.all(kernel[:, :, dropped, :] == 0) and np.any(kernel[:, :, ~dropped, :] != 0)
-    fits = dict(masked._fits)
-    masked.apply({"conv2": 16})
-    masked.apply({"conv2": 8})
-    assert len(masked._fits) == 2 and all(masked._fits[k] is v for k, v in fits.items())
-    np.testing.assert_array_equal(masked.clone.get_layer("conv3").get_weights()[0], kernel)
 
 
 @pytest.fixture(scope="module")
@@ -224,8 +239,10 @@ def test_every_episode_meets_the_budget_and_outputs_are_written(uninterrupted, r
     assert [row["phase"] for row in result.history] == ["warmup"] * 2 + ["explore"] * 4
     assert all(row["macs"] <= limit for row in result.history)
     assert result.best_reward == max(row["reward"] for row in result.history)
-    small = tfmc.prune(residual, result.policy)
+    small = tfmc.prune(residual, result.policy, calib_data=tiny_models.images(32, seed=5))
     assert tfmc.count_macs(small) == result.policy.metadata["macs"] <= limit
+    x, y = _reward_set()  # the reward is the reward-set accuracy of the model tfmc.prune builds
+    assert result.best_accuracy == np.mean(np.argmax(small.predict(x, verbose=0), -1) == y)
     for name in ("best_policy.json", "history.csv", "keep_ratios.png", "rewards.png", "checkpoint.json"):
         assert os.path.exists(os.path.join(result.out_dir, name)), name
     assert os.listdir(os.path.join(result.out_dir, "tensorboard"))

@@ -186,8 +186,11 @@ def search(model, val_data, *, target_macs=None, target_params=None, target_late
     agent proposes a keep ratio per group, the action wall keeps the policy
     within the budget, and the policy is scored on the reward set by one
     reusable masked copy of the model (least-squares refitted when
-    ``calib_data`` is given), without fine-tuning. After ``warmup`` episodes
-    of random actions the agent learns from every episode.
+    ``calib_data`` is given, layer after layer as ``tfmc.prune`` refits, so
+    the reward is that of the model ``tfmc.prune(model, policy,
+    calib_data)`` builds), without fine-tuning. After ``warmup`` episodes
+    of random actions the agent learns from every episode. A policy seen
+    before is not evaluated again (built-in rewards only).
 
     Args:
       model: a functional or Sequential tf_keras classifier (logits or
@@ -201,7 +204,9 @@ def search(model, val_data, *, target_macs=None, target_params=None, target_late
       latency_table: a ``tflite_bench.lut.LatencyTable`` or a function
         (layer name, in_channels, out_channels) -> ms.
       calib_data: images for least-squares reconstruction (training images,
-        not the reward set); None evaluates plain masked pruning.
+        not the reward set; give ``tfmc.prune`` the same ones); None
+        evaluates plain masked pruning. Each episode runs them through the
+        model once, in one batch.
       reward: "acc" (top-1 accuracy, the paper's -error shifted by one),
         "acc_flops" (-error * log MACs), "acc_params" (-error * log params),
         or a function (y_true, logits) -> float, higher is better. A NaN
@@ -278,7 +283,7 @@ def search(model, val_data, *, target_macs=None, target_params=None, target_late
             raise ValueError(f"{outputs.dir} holds a different AMC search (it differs in: {', '.join(differs)}); "
                              "refusing to resume it")
 
-    masked = MaskedModel(model, analysis, calib, seed=seed)
+    masked = MaskedModel(model, analysis, calib)  # the sampling seed of tfmc.prune: the reward is its model's
     started = time.perf_counter()
     masked.predict(x_val)
     plain_eval_seconds = time.perf_counter() - started
@@ -287,7 +292,17 @@ def search(model, val_data, *, target_macs=None, target_params=None, target_late
         masked.predict(x_val)
         plain_eval_seconds = time.perf_counter() - started
 
+    memo = {}  # a built-in reward of a policy is deterministic: a policy seen before is not evaluated again
+
     def score(counts):
+        if callable(reward):  # a user's function may keep state: call it every time
+            return evaluate_policy(counts)
+        key = tuple(sorted(counts.items()))
+        if key not in memo:
+            memo[key] = evaluate_policy(counts)
+        return memo[key]
+
+    def evaluate_policy(counts):
         masked.apply(counts)
         logits = masked.predict(x_val)
         accuracy = float(np.mean(np.argmax(logits, axis=-1) == y_val))

@@ -41,17 +41,22 @@ def _same_padding(size, out, kernel, stride, dilation):
     return total // 2
 
 
-def sampled_patches(layer, x, points_per_image, rng):
-    """im2col rows of ``x`` under ``layer`` at ``points_per_image`` random output positions per image.
+RIDGE = 1e-6
 
-    Only the sampled patches are gathered, so memory grows with the number
-    of rows, not with the feature map. A row is laid out (kh, kw, channels),
-    the order of ``kernel.reshape(-1, out_channels)``; a Dense input gives
-    its rows as they are.
+
+def patch_positions(layer, input_shape, points_per_image, rng):
+    """Where the sampled im2col rows of ``layer`` come from, for inputs of ``input_shape`` (N, H, W, C).
+
+    Draws ``points_per_image`` distinct output positions per image (all of
+    them when the map is smaller). Returns ``(pads, index)``: the input is
+    zero-padded by ``pads`` ([[0, 0], [top, bottom], [left, right], [0, 0]])
+    and ``index`` (rows, kh * kw, 3) holds (image, row, column) of every
+    kernel tap of every sampled position in the padded input. A Dense
+    layer, or a non-spatial input, returns None: every position is a row.
     """
-    if x.ndim == 2 or isinstance(layer, keras.layers.Dense):
-        return x.reshape(-1, x.shape[-1])  # a Dense layer reads every position as a row
-    n, height, width, channels = x.shape
+    if len(input_shape) != 4 or isinstance(layer, keras.layers.Dense):
+        return None
+    n, height, width, _ = input_shape
     kh, kw = layer.kernel_size
     sh, sw = layer.strides
     dh, dw = layer.dilation_rate
@@ -61,17 +66,54 @@ def sampled_patches(layer, x, points_per_image, rng):
     else:
         out_h, out_w = (height - (kh - 1) * dh - 1) // sh + 1, (width - (kw - 1) * dw - 1) // sw + 1
         top = left = 0
-    padded = np.pad(x, ((0, 0), (top, kh * dh), (left, kw * dw), (0, 0)))
+    pads = [[0, 0], [top, kh * dh], [left, kw * dw], [0, 0]]
     points = min(points_per_image, out_h * out_w)
     picks = np.stack([rng.choice(out_h * out_w, points, replace=False) for _ in range(n)])
     images = np.repeat(np.arange(n), points)
     rows, cols = (picks // out_w).reshape(-1) * sh, (picks % out_w).reshape(-1) * sw
-    window = [padded[images, rows + i * dh, cols + j * dw, :] for i in range(kh) for j in range(kw)]
-    return np.stack(window, axis=1).reshape(len(images), kh * kw * channels)
+    taps = [np.stack([images, rows + i * dh, cols + j * dw], axis=-1) for i in range(kh) for j in range(kw)]
+    return pads, np.stack(taps, axis=1)
 
 
-def _flat_rows(rows):
-    return rows.reshape(-1, rows.shape[-1])
+def gather_patches(x, positions):
+    """The rows ``patch_positions`` describes, taken from ``x`` (numpy): (rows, kh * kw * C)."""
+    if positions is None:
+        return x.reshape(-1, x.shape[-1])
+    pads, index = positions
+    padded = np.pad(x, pads)
+    taps = padded[index[..., 0], index[..., 1], index[..., 2], :]
+    return taps.reshape(len(index), -1)
+
+
+def sampled_patches(layer, x, points_per_image, rng):
+    """im2col rows of ``x`` under ``layer`` at ``points_per_image`` random output positions per image.
+
+    Only the sampled patches are gathered, so memory grows with the number
+    of rows, not with the feature map. A row is laid out (kh, kw, channels),
+    the order of ``kernel.reshape(-1, out_channels)``; a Dense input gives
+    its rows as they are.
+    """
+    return gather_patches(x, patch_positions(layer, x.shape, points_per_image, rng))
+
+
+def least_squares(rows, target):
+    """Kernel rows w minimising |rows @ w - target|^2, by the normal equations with a tiny ridge.
+
+    The ridge (RIDGE times the mean diagonal of rows^T rows) only matters
+    when there are fewer independent rows than unknowns, where it gives
+    the small-norm solution; the in-graph solver of the AMC search
+    (``tfmc.amc.masked``) uses the same formula, so a searched policy is
+    scored with the kernels ``tfmc.prune`` will fit.
+    """
+    rows = np.asarray(rows, np.float64)
+    gram = rows.T @ rows
+    ridge = RIDGE * max(np.trace(gram) / max(len(gram), 1), 1e-12)
+    return np.linalg.solve(gram + ridge * np.eye(len(gram)), rows.T @ np.asarray(target, np.float64))
+
+
+def consumer_seeds(analysis, seed):
+    """A sampling seed per prunable consumer that does not depend on the policy: ``seed`` + its index."""
+    return {name: seed + i for i, name in enumerate(analysis.prunable_consumers())}
 
 
 def refit_layer(layer, original_kernel, kept_inputs, kept_outputs, x_original, x_pruned, *, points_per_image=10, seed=0):
@@ -90,12 +132,12 @@ def refit_layer(layer, original_kernel, kept_inputs, kept_outputs, x_original, x
     Returns:
       The relative squared error of the fit on the sampled rows.
     """
-    # two generators with one seed draw the same positions for both inputs
-    rows_original = _flat_rows(sampled_patches(layer, x_original, points_per_image, np.random.default_rng(seed)))
-    a = _flat_rows(sampled_patches(layer, x_pruned, points_per_image, np.random.default_rng(seed))).astype(np.float64)
+    positions = patch_positions(layer, x_original.shape, points_per_image, np.random.default_rng(seed))
+    rows_original = gather_patches(x_original, positions)
+    a = gather_patches(x_pruned, positions).astype(np.float64)
     w = original_kernel.reshape(-1, original_kernel.shape[-1])[:, kept_outputs].astype(np.float64)
     target = rows_original.astype(np.float64) @ w
-    solution, *_ = np.linalg.lstsq(a, target, rcond=None)
+    solution = least_squares(a, target)
     weights = layer.get_weights()
     weights[0] = solution.reshape(weights[0].shape).astype(weights[0].dtype)
     layer.set_weights(weights)
@@ -121,16 +163,22 @@ def reconstruct(original, pruned, analysis, keep, calib_data, *, max_images=3000
     from tfmc.prune.masking import dropped_input_positions
 
     x = _as_array(calib_data, max_images)
-    targets = [
-        name for name in dropped_input_positions(analysis, keep)
-        if refittable(original.get_layer(name), analysis.layer_io(name)["kind"])
-    ]
+    order = {}
+    for index, call in enumerate(analysis.calls):
+        order.setdefault(call.layer.name, index)
+    # topological order, so every refit sees the refits before it (group order is not topological)
+    targets = sorted(
+        (name for name in dropped_input_positions(analysis, keep)
+         if refittable(original.get_layer(name), analysis.layer_io(name)["kind"])),
+        key=order.__getitem__,
+    )
     if not targets:
         return {}
     original_inputs = keras.Model(original.inputs, [original.get_layer(n).input for n in targets])
     x_original = original_inputs.predict(x, verbose=0, batch_size=256)
     if len(targets) == 1:
         x_original = [x_original]
+    seeds = consumer_seeds(analysis, seed)
     errors = {}
     for index, name in enumerate(targets):
         role = analysis.layer_io(name)
@@ -145,6 +193,6 @@ def reconstruct(original, pruned, analysis, keep, calib_data, *, max_images=3000
             x_original[index],
             pruned_input,
             points_per_image=points_per_image,
-            seed=seed + index,
+            seed=seeds[name],
         )
     return errors
