@@ -169,3 +169,23 @@ def test_activation_quantizer_rejects_bad_bits():
     with pytest.raises(ValueError, match="num_bits must be an integer in 2..16, got 1"):
         LearnedRangeQuantizer(1)
     assert LearnedRangeQuantizer(4).get_config() == {"num_bits": 4, "init_tail": 0.001}
+
+
+def test_qat_trains_under_two_replicas():
+    # Each replica's layer must use its own quantized kernel although the input
+    # quantizer's range update lets the other replica run in between.
+    cpus = [d.name for d in tf.config.list_logical_devices("CPU")]  # conftest makes two
+    strategy = tf.distribute.MirroredStrategy(cpus[:2])
+    model = chain_cnn()
+    with strategy.scope():
+        qat = quantize(model, CHAIN_BITS)
+        qat.compile(keras.optimizers.Adam(1e-2), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    x, y = images(16), np.random.default_rng(0).integers(0, 10, 16)
+    qat.fit(x, y, epochs=1, batch_size=8, verbose=0)
+    for name in ("conv2", "fc1"):
+        kernel = qat.get_layer("quant_" + name).weights[0]
+        copies = [v.numpy() for v in kernel.values]
+        assert len(copies) == 2
+        np.testing.assert_array_equal(copies[0], copies[1])
+        assert not np.allclose(copies[0], model.get_layer(name).get_weights()[0])
+    assert _input_range(qat.get_layer("quant_conv2"))[2] == 1.0

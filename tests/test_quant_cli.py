@@ -70,13 +70,3 @@ def test_a_model_without_conv_layers_cannot_be_searched(tmp_path, capsys):
     path = io.save_model(model, tmp_path / "flat.keras")
     code, _, err = _run(capsys, path, "--target-bops", 0.6, "--data", "digits", "--out", tmp_path / "o")
     assert code == 2 and "GMPQ attribution needs a convolutional layer" in err and "model 'flat' has none" in err
-
-
-def test_qat_under_two_replicas_is_refused_clearly():
-    # Known gap: tfmc's per-layer configs do not train under two replicas (see tfmc.quant.apply.check_strategy).
-    cpus = [d.name for d in tf.config.list_logical_devices("CPU")]  # conftest makes two
-    from tfmc.quant.apply import check_strategy
-
-    with pytest.raises(ValueError, match="does not run under a strategy with 2 replicas yet"):
-        check_strategy(tf.distribute.MirroredStrategy(cpus[:2]))
-    assert check_strategy(tf.distribute.get_strategy()).num_replicas_in_sync == 1

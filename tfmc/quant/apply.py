@@ -101,23 +101,13 @@ def quantize(model, policy):
 
 
 def check_strategy(strategy):
-    """Refuse a multi-replica strategy for QAT of a ``tfmc.quantize`` model.
+    """Return ``strategy``: QAT of a ``tfmc.quantize`` model runs under any tf.distribute strategy.
 
-    Under MirroredStrategy with two replicas, training such a model fails
-    inside Keras ("Values to regroup had different lengths": the replicas
-    produce different gradient lists), while tfmot's own 8-bit
-    ``quantize_model`` trains. Until the per-layer configs are fixed, QAT
-    runs on one replica and says so here instead of failing mid-training.
-
-    Raises:
-      ValueError: ``strategy`` has more than one replica.
+    Multi-replica QAT used to fail ("Values to regroup had different
+    lengths") and was refused here; the quantizable layers now keep their
+    own replica's quantized kernel (see ``tfmc.quant.configs._InputHook``).
+    Kept so that callers written against the refusal still work.
     """
-    if strategy.num_replicas_in_sync > 1:
-        raise ValueError(
-            f"quantization-aware training of a tfmc.quantize model does not run under a strategy with "
-            f"{strategy.num_replicas_in_sync} replicas yet (the replicas' gradient lists differ); "
-            "use --strategy default for QAT"
-        )
     return strategy
 
 

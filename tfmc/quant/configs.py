@@ -20,12 +20,24 @@ L = keras.layers
 class _InputHook:
     """Adds ``input_activation`` (identity until tfmot replaces it) before the layer's op."""
 
+    kernel_attr = "kernel"
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.input_activation = keras.activations.get("linear")
 
     def call(self, inputs):
-        return super().call(self.input_activation(inputs))
+        # tfmot's wrapper sets the layer's kernel attribute to this replica's
+        # quantized kernel and then calls the layer. Under a multi-replica
+        # tf.distribute strategy the input quantizer's range update is a
+        # cross-replica merge, during which the other replicas' wrappers run
+        # and overwrite that shared attribute; the op would then use another
+        # replica's kernel and this replica's kernel would get no gradient
+        # ("Values to regroup had different lengths"). Put ours back first.
+        kernel = getattr(self, self.kernel_attr)
+        inputs = self.input_activation(inputs)
+        setattr(self, self.kernel_attr, kernel)
+        return super().call(inputs)
 
 
 @register
@@ -36,6 +48,8 @@ class QuantizableConv2D(_InputHook, L.Conv2D):
 @register
 class QuantizableDepthwiseConv2D(_InputHook, L.DepthwiseConv2D):
     """DepthwiseConv2D whose input passes through ``input_activation`` (a quantizer under QAT)."""
+
+    kernel_attr = "depthwise_kernel"
 
 
 @register
