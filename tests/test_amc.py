@@ -273,9 +273,12 @@ def test_a_stopped_search_resumes_to_the_uninterrupted_result(uninterrupted, res
         amc.search(residual, (x, y), **args)
     with pytest.raises(ValueError, match=r"holds a different AMC search \(it differs in: budget, seed\); refusing"):
         amc.search(residual, (x, y), resume=True, **dict(args, seed=8, target_macs=0.6))
+    with open(tmp_path / "history.jsonl", "a") as journal:  # as if killed after an append, before its checkpoint
+        journal.write('{"episode": 4, "torn": tru')
     resumed = amc.search(residual, (x, y), resume=True, **args)
     assert resumed.complete and resumed.policy == uninterrupted.policy
     assert _without_time(resumed.history) == _without_time(uninterrupted.history)
+    assert len((tmp_path / "history.jsonl").read_text().splitlines()) == 6
 
 
 _KILLED_RUN = """
@@ -331,3 +334,16 @@ def test_a_nan_reward_gets_the_worst_reward_and_the_search_goes_on(residual):
     assert [row["reward_was_nan"] for row in result.history] == [False, True, False, False]
     assert result.history[1]["reward"] == result.history[0]["reward"]
     assert result.best_episode == 4 and len(calls) == 4
+
+
+def test_the_numpy_actor_computes_the_tf_agents_actor(residual):
+    analysis = ChannelGraph(residual)
+    cost = CostModel(analysis, "macs")
+    env = PruningEnv(analysis, cost, make_budget(cost, 0.5, 0.2), evaluate=lambda counts: 0.0)
+    agent = amc.AmcAgent(env.observation_spec(), env.action_spec(), amc.AgentConfig(), seed=3)
+    agent.remember([(np.full(11, 0.5, np.float32), 0.3, np.full(11, 0.6, np.float32), True)] * 70, 0.9)
+    agent.learn(2)  # the copy follows training
+    observations = np.random.default_rng(0).random((5, 11)).astype("float32")
+    reference = agent.ddpg._actor_network(observations, step_type=(), training=False)[0].numpy().reshape(-1)
+    np.testing.assert_allclose([agent.actor_action(o) for o in observations], reference, rtol=1e-5)
+    assert np.all((0.2 <= reference) & (reference <= 1.0))

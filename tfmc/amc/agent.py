@@ -136,13 +136,13 @@ class AmcAgent:
         # Slots exist before any restore, so a resumed search and a fresh one train the same variables.
         self.ddpg._actor_optimizer.build(actor.trainable_variables)
         self.ddpg._critic_optimizer.build(critic.trainable_variables)
-        self._act = tf.function(lambda obs: actor(obs, step_type=(), training=False)[0])
-        self._train_step = common.function(self.ddpg.train)  # one traced graph for every update
-        self._checkpoint = tf.train.Checkpoint(agent=self.ddpg)
+        self._actor = actor
+        self._train_steps = tf.function(self._train_steps_graph)  # one traced graph for an episode's updates
         self.buffer = ReplayBuffer(self.config.buffer_size, observation_spec.shape[0])
         self.rng = np.random.default_rng(seed)
         self.baseline = None
         self._ts = ts
+        self._refresh_actor()
 
     def sigma(self, episode, warmup):
         """Exploration sigma of ``episode`` (0-based): sigma0 * decay ** (episodes since warm-up)."""
@@ -152,8 +152,25 @@ class AmcAgent:
         """The keep ratio to try: uniform in warm-up, else the actor's plus truncated-normal noise."""
         if episode < warmup:
             return float(self.rng.uniform(self.low, self.high))
-        mean = float(self._act(tf.constant(observation[None], tf.float32)).numpy().reshape(-1)[0])
-        return truncated_normal(self.rng, mean, self.sigma(episode, warmup), self.low, self.high)
+        return truncated_normal(self.rng, self.actor_action(observation), self.sigma(episode, warmup), self.low,
+                                self.high)
+
+    def actor_action(self, observation):
+        """The actor's keep ratio for one observation, computed in numpy from a copy of its weights.
+
+        The actor is a small MLP (ReLU hidden layers, a tanh output scaled
+        to [low, high]); one TF call per step cost more than the rest of
+        the step.
+        """
+        h = np.asarray(observation, np.float32)
+        *hidden, kernel, bias = self._actor_weights
+        for w, b in zip(hidden[::2], hidden[1::2]):
+            h = np.maximum(h @ w + b, 0.0)
+        out = np.tanh(h @ kernel + bias)
+        return float(self.low + (self.high - self.low) * (out.reshape(-1)[0] + 1.0) / 2.0)
+
+    def _refresh_actor(self):
+        self._actor_weights = [v.numpy() for v in self._actor.variables]
 
     def remember(self, transitions, reward):
         """Store an episode's (observation, action, next observation, done) with its final reward; update the baseline."""
@@ -164,38 +181,69 @@ class AmcAgent:
 
     def learn(self, steps):
         """``steps`` DDPG updates on batches from the buffer, rewards less the baseline; mean critic+actor loss."""
-        losses = []
-        for _ in range(steps):
-            obs, action, reward, next_obs, done = self.buffer.sample(self.rng, self.config.batch_size)
-            losses.append(float(self._train(obs, action, reward - np.float32(self.baseline), next_obs, done)))
-        return float(np.mean(losses)) if losses else float("nan")
+        if not steps:
+            return float("nan")
+        batches = [self.buffer.sample(self.rng, self.config.batch_size) for _ in range(steps)]
+        obs, action, reward, next_obs, done = (np.stack(part) for part in zip(*batches))
+        losses = self._train_steps(obs, action, reward - np.float32(self.baseline), next_obs, done)
+        self._refresh_actor()
+        return float(np.mean(losses.numpy()))
 
-    def _train(self, obs, action, reward, next_obs, done):
+    def _train_steps_graph(self, obs, action, reward, next_obs, done):
+        """One DdpgAgent.train per leading index of the stacked batches, in order, inside one graph."""
         from tf_agents.trajectories import policy_step, trajectory
 
-        batch = len(obs)
-        first = self._ts.TimeStep(
-            step_type=tf.fill([batch], self._ts.StepType.MID), reward=tf.zeros([batch]),
-            discount=tf.ones([batch]), observation=tf.constant(obs),
-        )
-        last = tf.where(tf.constant(done) > 0, self._ts.StepType.LAST, self._ts.StepType.MID)
-        second = self._ts.TimeStep(
-            step_type=last, reward=tf.constant(reward), discount=tf.constant(1.0 - done),
-            observation=tf.constant(next_obs),
-        )
-        experience = trajectory.Transition(first, policy_step.PolicyStep(tf.constant(action)), second)
-        return self._train_step(experience).loss.numpy()
+        losses = tf.TensorArray(tf.float32, size=tf.shape(obs)[0])
+        batch = tf.shape(obs)[1]
+        for i in tf.range(tf.shape(obs)[0]):
+            first = self._ts.TimeStep(
+                step_type=tf.fill([batch], self._ts.StepType.MID), reward=tf.zeros([batch]),
+                discount=tf.ones([batch]), observation=obs[i],
+            )
+            last = tf.where(done[i] > 0, self._ts.StepType.LAST, self._ts.StepType.MID)
+            second = self._ts.TimeStep(step_type=last, reward=reward[i], discount=1.0 - done[i],
+                                       observation=next_obs[i])
+            experience = trajectory.Transition(first, policy_step.PolicyStep(action[i]), second)
+            losses = losses.write(i, self.ddpg.train(experience).loss)
+        return losses.stack()
 
     # ---- checkpoints ------------------------------------------------------------
+    def _variables(self):
+        """Every variable of the agent in a fixed order: networks, target networks, optimizers, step counter."""
+        d = self.ddpg
+        networks = (d._actor_network, d._critic_network, d._target_actor_network, d._target_critic_network)
+        return ([v for net in networks for v in net.variables] + list(d._actor_optimizer.variables)
+                + list(d._critic_optimizer.variables) + [d.train_step_counter])
+
     def save(self, directory):
         """Write networks, optimizers and buffer into ``directory``; return the JSON-able rest of the state."""
-        self._checkpoint.write(os.path.join(directory, "agent"))
+        variables = self._variables()
+        floats = self._flat_floats().numpy()  # one conversion, one plain .npy: checkpointing runs every episode
+        with open(os.path.join(directory, "agent.npy"), "wb") as f:
+            np.save(f, floats)
         self.buffer.save(os.path.join(directory, "replay.npz"))
-        return {"rng": self.rng.bit_generator.state, "baseline": self.baseline}
+        return {"rng": self.rng.bit_generator.state, "baseline": self.baseline,
+                "counters": [int(v.numpy()) for v in variables if not v.dtype.is_floating]}
+
+    @tf.function
+    def _flat_floats(self):
+        return tf.concat([tf.reshape(v, [-1]) for v in self._variables() if v.dtype.is_floating], axis=0)
 
     def restore(self, directory, state):
         """Undo ``save``: read ``directory`` and the state it returned."""
-        self._checkpoint.read(os.path.join(directory, "agent")).assert_existing_objects_matched()
+        variables = self._variables()
+        floats = np.load(os.path.join(directory, "agent.npy"))
+        sizes = [int(np.prod(v.shape)) for v in variables if v.dtype.is_floating]
+        if len(floats) != sum(sizes) or len(state["counters"]) != len(variables) - len(sizes):
+            raise ValueError(f"{directory} holds an agent of another shape; it cannot be restored here")
+        chunks = iter(np.split(floats, np.cumsum(sizes)[:-1]))
+        counters = iter(state["counters"])
+        for variable in variables:
+            if variable.dtype.is_floating:
+                variable.assign(next(chunks).reshape(variable.shape))
+            else:
+                variable.assign(next(counters))
+        self._refresh_actor()
         self.buffer.load(os.path.join(directory, "replay.npz"))
         self.rng.bit_generator.state = state["rng"]
         self.baseline = state["baseline"]

@@ -32,14 +32,23 @@ class _KeptCount:
                 indices.setdefault(group, []).append(index)
             else:
                 self.fixed += 1
-        self.parts = [(g, np.sort(np.asarray(i))) for g, i in indices.items()]
+        self.parts = []
+        for g, i in indices.items():
+            i = np.sort(np.asarray(i))
+            # the usual map holds a group's first len(i) channels: then k kept channels leave min(k, len(i))
+            self.parts.append((g, len(i), None if np.array_equal(i, np.arange(len(i))) else i))
         self.groups = frozenset(indices)
 
     def __call__(self, counts):
         kept = self.fixed
-        for group, indices in self.parts:
+        for group, size, indices in self.parts:
             k = counts.get(group)
-            kept += len(indices) if k is None else int(np.searchsorted(indices, k))
+            if k is None:
+                kept += size
+            elif indices is None:
+                kept += min(k, size)
+            else:
+                kept += int(np.searchsorted(indices, k))
         return kept
 
 
@@ -147,6 +156,11 @@ class CostModel:
         """Cost, under ``counts``, of the layers whose channels depend on any of ``groups``."""
         groups = set(groups)
         return sum(fn(kin(counts), kout(counts)) for fn, kin, kout, deps in self.terms if deps & groups)
+
+    def independent_of(self, counts, group):
+        """Cost, under ``counts``, of everything that does not change with ``group``'s count."""
+        return self.constant + sum(fn(kin(counts), kout(counts)) for fn, kin, kout, deps in self.terms
+                                   if group not in deps)
 
 
 def _memoized(fn):
@@ -271,12 +285,17 @@ class ActionWall:
         counts = dict(self.floor)
         counts.update(decided)
         candidates = self.candidates[group]
+        rest = self.cost_model.independent_of(counts, group)  # the same for every candidate: cost it once
         lo, hi = 0, len(candidates) - 1  # candidates[lo] always fits: the budget was checked feasible
         while lo < hi:
             mid = (lo + hi + 1) // 2
             counts[group] = candidates[mid]
-            if self.cost_model.total(counts) <= self.budget.limit:
+            if rest + self.cost_model.depending_on(counts, (group,)) <= self.budget.limit:
                 lo = mid
             else:
                 hi = mid - 1
+        counts[group] = candidates[lo]
+        while lo > 0 and self.cost_model.total(counts) > self.budget.limit:  # float sums in another order
+            lo -= 1
+            counts[group] = candidates[lo]
         return candidates[lo]

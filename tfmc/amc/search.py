@@ -24,7 +24,8 @@ from tfmc.policy import PrunePolicy, kept_channels
 
 REWARDS = ("acc", "acc_flops", "acc_params")
 _POINTER = "checkpoint.json"
-_FORMAT = "tfmc.amc.search"
+_FORMAT = "tfmc.amc.search/2"  # 2: history in history.jsonl, agent as one .npy
+_CSV_EVERY = 10  # history.csv is rewritten every this many episodes and when a call returns
 
 
 @dataclasses.dataclass
@@ -152,7 +153,29 @@ class _Outputs:
     def load(self, pointer):
         directory = os.path.join(self.dir, pointer["latest"])
         with open(os.path.join(directory, "state.json"), encoding="utf-8") as f:
-            return directory, json.load(f)
+            state = json.load(f)
+        done = state["episodes_done"]
+        with open(self.journal, encoding="utf-8") as f:
+            history = [json.loads(line) for line, _ in zip(f, range(done))]
+        if len(history) != done:
+            raise ValueError(f"{self.journal} holds {len(history)} episodes but the checkpoint has {done}; "
+                             "the search folder is damaged")
+        # a run killed between its append and its checkpoint left one more line: drop it
+        tfmc_io.write_text(self.journal, "".join(json.dumps(row) + "\n" for row in history))
+        return directory, state, history
+
+    @property
+    def journal(self):
+        return os.path.join(self.dir, "history.jsonl")
+
+    def append_history(self, row):
+        """Add one episode to the journal (appended, so the cost does not grow with the episode count).
+
+        The checkpoint written after it says how many lines count; ``load``
+        drops a line a killed run appended without its checkpoint.
+        """
+        with open(self.journal, "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
 
     def history_csv(self, history, groups):
         columns = list(HISTORY_COLUMNS) + [f"keep:{g}" for g in groups] + [f"channels:{g}" for g in groups]
@@ -216,7 +239,8 @@ def search(model, val_data, *, target_macs=None, target_params=None, target_late
       warmup: episodes of uniform random actions first (paper: 100).
       lbound: the smallest keep ratio of a group (paper: 0.2).
       round_to: kept channel counts are multiples of this.
-      out_dir: folder for checkpoints (after every episode), history.csv,
+      out_dir: folder for checkpoints (after every episode), history.jsonl
+        (every episode) and history.csv (every 10 and at the end),
         TensorBoard scalars, best_policy.json and the plots; None keeps
         everything in memory (no resume).
       resume: continue the search checkpointed in ``out_dir``.
@@ -277,6 +301,9 @@ def search(model, val_data, *, target_macs=None, target_params=None, target_late
         if not resume:
             raise ValueError(f"{outputs.dir} already holds an AMC search ({pointer['episodes_done']} episodes done); "
                              "resume it (resume=True, --resume) or choose another folder")
+        if pointer.get("format") != _FORMAT:
+            raise ValueError(f"{outputs.dir} holds an AMC search written in format {pointer.get('format')!r} "
+                             f"(this tfmc writes {_FORMAT!r}); it cannot be resumed: choose another folder")
         differs = sorted(k for k in set(fingerprint) | set(pointer["fingerprint"])
                          if fingerprint.get(k) != pointer["fingerprint"].get(k))
         if differs:
@@ -332,9 +359,11 @@ def search(model, val_data, *, target_macs=None, target_params=None, target_late
     agent = AmcAgent(env.observation_spec(), env.action_spec(), config, seed=seed)
     history, best = [], None
     if pointer is not None:
-        directory, state = outputs.load(pointer)
+        directory, state, history = outputs.load(pointer)
         agent.restore(directory, state["agent"])
-        history, best = state["history"], state["best"]
+        best = state["best"]
+    elif outputs and os.path.exists(outputs.journal):
+        os.remove(outputs.journal)  # left by a run killed before its first checkpoint
 
     total = warmup + episodes
     bar = _progress(total, len(history), progress)
@@ -372,13 +401,16 @@ def search(model, val_data, *, target_macs=None, target_params=None, target_late
         if outputs:
             outputs.scalars(episode + 1, {"reward": value, "accuracy": accuracy, "best_reward": best["reward"],
                                           "cost_fraction": row["cost_fraction"]})
-            state = {"episodes_done": len(history), "history": history, "best": best}
-            outputs.checkpoint(agent, state, fingerprint)
-            outputs.history_csv(history, names)
+            outputs.append_history(row)
+            outputs.checkpoint(agent, {"episodes_done": len(history), "best": best}, fingerprint)
+            if len(history) % _CSV_EVERY == 0:
+                outputs.history_csv(history, names)
         bar.update(1)
         bar.set_postfix(reward=f"{value:.4f}", best=f"{best['reward']:.4f}")
     bar.close()
     masked.restore()
+    if outputs:
+        outputs.history_csv(history, names)
 
     policy = _policy(groups, best["counts"], round_to, {
         "method": "amc", "budget": {"metric": metric, "target": float(target), "limit": float(budget.limit),
