@@ -347,3 +347,14 @@ def test_the_numpy_actor_computes_the_tf_agents_actor(residual):
     reference = agent.ddpg._actor_network(observations, step_type=(), training=False)[0].numpy().reshape(-1)
     np.testing.assert_allclose([agent.actor_action(o) for o in observations], reference, rtol=1e-5)
     assert np.all((0.2 <= reference) & (reference <= 1.0))
+
+
+def test_calibration_images_beyond_one_fitting_batch_are_cut_with_a_warning(chain, monkeypatch):
+    from tfmc.amc import masked as masked_module
+
+    largest = 16 * 16 * 16  # chain_cnn's largest activation per image (16x16, 16 channels)
+    assert masked_module.fitting_batch_limit(chain, 16 * largest * 10) == 10
+    monkeypatch.setattr(masked_module, "_FIT_BYTES", 16 * largest * 10)
+    with pytest.warns(RuntimeWarning, match=r"first 10 of the 32 calibration images .* give tfmc.prune those 10"):
+        masked = MaskedModel(chain, ChannelGraph(chain), calib_data=tiny_models.images(32))
+    assert masked._calib.shape[0] == 10

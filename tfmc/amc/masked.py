@@ -26,10 +26,12 @@ only 0.62 against the test accuracy of the models ``tfmc.prune`` builds
 (0.72-0.96); an agent rewarded by it optimises something else.
 """
 import types
+import warnings
 
 import numpy as np
 
 from tfmc._keras import keras, tf
+from tfmc.graph import layer_calls
 from tfmc.prune.masking import dropped_input_positions, zero_input_channels
 from tfmc.prune.reconstruct import RIDGE, consumer_seeds, gather_patches, patch_positions, refittable
 from tfmc.prune.select import channel_importance, select_channels
@@ -67,6 +69,15 @@ def _refitting_clone(layer):
     return cls.from_config(layer.get_config())
 
 
+_FIT_BYTES = 2**31
+
+
+def fitting_batch_limit(model, budget_bytes=_FIT_BYTES):
+    """How many images one fitting pass may take: the largest activation, float32, four alive at once."""
+    largest = max(int(np.prod([d or 1 for d in call.output_shapes[0][1:]])) for call in layer_calls(model))
+    return max(1, budget_bytes // (16 * largest))
+
+
 def _plain_clone(layer):
     return layer.__class__.from_config(layer.get_config())
 
@@ -79,7 +90,9 @@ class MaskedModel:
       analysis: its ChannelGraph.
       calib_data: optional images; with them, consumers that lose inputs are
         refitted by least squares (conv with groups=1, dense), as
-        ``tfmc.prune`` does. They go through the clone in one batch.
+        ``tfmc.prune`` does. They go through the clone in one batch, so
+        only as many as ``fitting_batch_limit`` allows are used (with a
+        warning when that cuts them).
       max_images: at most this many calibration images (AMC: 3000).
       points_per_image: sampled output positions per image (AMC: 10).
       seed: seeds the sampling (``tfmc.prune`` uses 0).
@@ -105,12 +118,19 @@ class MaskedModel:
         self._refit = [n for n in consumers if n in refit]
         self._dirty = set()
         self._mode = types.SimpleNamespace(fitting=False)
-        self._forward = tf.function(lambda x: self.clone(x, training=False), reduce_retracing=True)
+        self._forward = tf.function(lambda x: self.clone(x, training=False), reduce_retracing=True, autograph=False)
         if self._refit:
             x = np.asarray(calib_data, dtype=np.float32)[:max_images]
+            fits = fitting_batch_limit(model, _FIT_BYTES)
+            if len(x) > fits:
+                warnings.warn(f"AMC refits pruned layers from the first {fits} of the {len(x)} calibration images "
+                              f"(they go through the model in one batch of at most {_FIT_BYTES / 2**30:g} GiB); "
+                              f"give tfmc.prune those {fits} images to build the searched model exactly",
+                              RuntimeWarning, stacklevel=2)
+                x = x[:fits]
             self._calib = tf.constant(x)
             self._prepare(model, x, points_per_image, seed)
-            self._fit = tf.function(self._fitting_pass)
+            self._fit = tf.function(self._fitting_pass, autograph=False)
 
     def _prepare(self, model, x, points_per_image, seed):
         """Sample each refitted layer's rows and compute its targets from the original model's inputs."""
