@@ -44,6 +44,9 @@ class SearchResult:
       complete: False when the call stopped early (``stop_after``).
       plain_eval_seconds: one evaluation of the reward set by the unpruned
         model through the same forward function (for the cost ratio).
+      plain_calibration_seconds: one pass of the calibration images through
+        that function (0 without calibration data): the forward part of
+        the reconstruction every new policy needs.
       out_dir: where the outputs went, or None.
     """
 
@@ -56,6 +59,7 @@ class SearchResult:
     episodes_done: int
     complete: bool
     plain_eval_seconds: float
+    plain_calibration_seconds: float = 0.0
     out_dir: object = None
 
     @property
@@ -66,7 +70,7 @@ class SearchResult:
 
 
 HISTORY_COLUMNS = ("episode", "phase", "reward", "accuracy", "macs", "params", "cost", "cost_fraction", "sigma",
-                   "baseline", "loss", "best_reward", "reward_was_nan", "seconds")
+                   "baseline", "loss", "best_reward", "reward_was_nan", "evaluated", "seconds")
 
 
 def _digest(*arrays):
@@ -311,23 +315,20 @@ def search(model, val_data, *, target_macs=None, target_params=None, target_late
                              "refusing to resume it")
 
     masked = MaskedModel(model, analysis, calib)  # the sampling seed of tfmc.prune: the reward is its model's
-    started = time.perf_counter()
-    masked.predict(x_val)
-    plain_eval_seconds = time.perf_counter() - started
-    if plain_eval_seconds > 0:  # the first call traced the forward function; time a second one
-        started = time.perf_counter()
-        masked.predict(x_val)
-        plain_eval_seconds = time.perf_counter() - started
+    plain_eval_seconds = _second_call_seconds(masked.predict, x_val)
+    plain_calibration_seconds = 0.0 if calib is None else _second_call_seconds(masked.predict, calib)
 
     memo = {}  # a built-in reward of a policy is deterministic: a policy seen before is not evaluated again
 
     def score(counts):
+        """(value, accuracy, MACs, params, whether the policy was evaluated now)."""
         if callable(reward):  # a user's function may keep state: call it every time
-            return evaluate_policy(counts)
+            return evaluate_policy(counts) + (True,)
         key = tuple(sorted(counts.items()))
-        if key not in memo:
+        fresh = key not in memo
+        if fresh:
             memo[key] = evaluate_policy(counts)
-        return memo[key]
+        return memo[key] + (fresh,)
 
     def evaluate_policy(counts):
         masked.apply(counts)
@@ -345,14 +346,14 @@ def search(model, val_data, *, target_macs=None, target_params=None, target_late
     scored = {}
 
     def evaluate(counts):
-        value, accuracy, macs, params = score(counts)
+        value, accuracy, macs, params, fresh = score(counts)
         was_nan = not math.isfinite(value)
         if was_nan:
             worst = _worst(history, reward, macs, params)
             warnings.warn(f"AMC episode {len(history) + 1}: the reward was {value}; it gets the worst reward "
                           f"{worst:.6g} and the search goes on", RuntimeWarning, stacklevel=3)
             value = worst
-        scored["last"] = value, accuracy, macs, params, was_nan
+        scored["last"] = value, accuracy, macs, params, was_nan, fresh
         return value
 
     env = PruningEnv(analysis, cost_model, budget, evaluate=evaluate, lbound=lbound, round_to=round_to)
@@ -362,6 +363,10 @@ def search(model, val_data, *, target_macs=None, target_params=None, target_late
         directory, state, history = outputs.load(pointer)
         agent.restore(directory, state["agent"])
         best = state["best"]
+        if not callable(reward):  # a resumed search knows the policies the first run scored
+            for row in history:
+                memo[tuple(sorted(row["channels"].items()))] = (row["reward"], row["accuracy"], row["macs"],
+                                                                 row["params"])
     elif outputs and os.path.exists(outputs.journal):
         os.remove(outputs.journal)  # left by a run killed before its first checkpoint
 
@@ -379,7 +384,7 @@ def search(model, val_data, *, target_macs=None, target_params=None, target_late
             transitions.append((step.observation, env.last_action, following.observation, following.is_last()))
             step = following
         result = env.last_episode
-        value, accuracy, macs, params, was_nan = scored["last"]
+        value, accuracy, macs, params, was_nan, evaluated = scored["last"]
         agent.remember(transitions, value)
         loss = agent.learn(len(transitions)) if episode >= warmup else None
         row = {
@@ -388,6 +393,7 @@ def search(model, val_data, *, target_macs=None, target_params=None, target_late
             "cost_fraction": float(result["cost"] / budget.full),
             "sigma": float(agent.sigma(episode, warmup)) if episode >= warmup else None,
             "baseline": float(agent.baseline), "loss": loss, "reward_was_nan": was_nan,
+            "evaluated": evaluated,
             "keep": {g.name: result["counts"][g.name] / g.channels for g in groups},
             "channels": dict(result["counts"]),
         }
@@ -423,7 +429,7 @@ def search(model, val_data, *, target_macs=None, target_params=None, target_late
     result = SearchResult(
         policy=policy, history=history, best_reward=best["reward"], best_accuracy=best["accuracy"],
         best_episode=best["episode"], budget=budget, episodes_done=len(history), complete=len(history) >= total,
-        plain_eval_seconds=plain_eval_seconds, out_dir=outputs.dir if outputs else None,
+        plain_eval_seconds=plain_eval_seconds, plain_calibration_seconds=plain_calibration_seconds, out_dir=outputs.dir if outputs else None,
     )
     if outputs:
         from tfmc.amc import plots
@@ -432,6 +438,14 @@ def search(model, val_data, *, target_macs=None, target_params=None, target_late
         plots.plot_keep_ratios(policy, os.path.join(outputs.dir, "keep_ratios.png"))
         plots.plot_rewards(history, os.path.join(outputs.dir, "rewards.png"))
     return result
+
+
+def _second_call_seconds(function, x):
+    """Wall time of ``function(x)`` when called a second time (the first may trace)."""
+    function(x)
+    started = time.perf_counter()
+    function(x)
+    return time.perf_counter() - started
 
 
 def _worst(history, reward, macs, params):
