@@ -73,3 +73,28 @@ def test_bad_input_is_one_line_and_exit_code_2(searched, saved_model, tmp_path, 
     for args, message in cases:
         assert cli.main(args) == 2, args
         assert capsys.readouterr().err.strip() == message
+
+
+def test_a_latency_budget_with_a_measured_table_runs_end_to_end(saved_model, tmp_path):
+    from tflite_bench.lut import build_latency_table
+    from tfmc.amc.budget import CostModel, keep_candidates
+    from tfmc.graph import ChannelGraph
+
+    path, model = saved_model
+    table = build_latency_table(model, grid=(0.5, 1.0), runs=3, warmup=1)  # measured here, with LiteRT
+    table.to_json(str(tmp_path / "lut.json"))
+    analysis = ChannelGraph(model)
+    cost = CostModel(analysis, "latency", latency=table)
+    floor = cost.total({g.name: keep_candidates(g.channels, 0.2)[0] for g in analysis.groups if g.prunable})
+    target = (floor + cost.full) / 2
+    argv = ["prune", path, "--target-latency-ms", repr(target), "--latency-table", str(tmp_path / "lut.json"),
+            "--data", "digits", "--out", str(tmp_path / "run"), "--episodes", "2", "--warmup", "2",
+            "--calib-images", "64", "--no-progress"]
+    assert cli.main(argv) == 0
+    small = keras.models.load_model(tmp_path / "run" / "pruned.keras")
+    policy = json.loads((tmp_path / "run" / "best_policy.json").read_text())
+    assert policy["metadata"]["budget"]["metric"] == "latency"
+    # the table's latency of the layers of the saved, smaller model: within the budget
+    layers = [small.get_layer(n) for n in ("conv1", "conv2", "conv3", "fc1", "logits")]
+    predicted = sum(table.latency_ms(layer.name, layer.input.shape[-1], layer.output.shape[-1]) for layer in layers)
+    assert predicted == pytest.approx(policy["metadata"]["cost"]) and predicted <= target
