@@ -394,7 +394,10 @@ def search(model, data, *, target_bops, space=DEFAULT_SPACE, fixed_bits=None, se
         alpha_opt.apply_gradients([(g, v) for g, v in zip(grads[len(weights):], alphas) if g is not None])
         return tf.reduce_sum(ce), tf.reduce_sum(attr), comp, p
 
-    @tf.function
+    # No tensor-dependent Python control flow in the step: skipping autograph's
+    # conversion halves the trace of the double-backprop graph (about 20 s to 10 s
+    # on 2 CPU cores), a fixed cost that dominates a search on a small subset.
+    @tf.function(autograph=False)
     def train_step(xb, yb, tb):
         ce, attr, comp, p = strategy.run(replica_step, args=(xb, yb, tb))
         total = lambda v: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)  # noqa: E731
