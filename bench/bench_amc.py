@@ -201,6 +201,19 @@ def main():
                      f"{s['warmup_median'] * 1e3:.1f} | {s['fresh_median'] * 1e3:.1f} | {s['repeat_median'] * 1e3:.1f} | "
                      f"{s['repeats']:.0%} | {s['mean'] * 1e3:.1f} | {s['fresh_median'] / plain:.2f} | "
                      f"{s['fresh_median'] / (plain + calibration):.2f} | {s['mean'] / plain:.2f} |")
+    amc_before, amc_after = (np.array([r[k] for r in scores["amc"]]) for k in ("before", "after"))
+    uniform_before, uniform_after = (np.mean([r[k] for r in scores["uniform"]]) for k in ("before", "after"))
+    error = lambda values: np.std(values, ddof=1) / np.sqrt(len(values)) if len(values) > 1 else float("nan")  # noqa: E731
+    gap_before, gap_after = amc_before.mean() - uniform_before, amc_after.mean() - uniform_after
+    clear = gap_before > 2 * error(amc_before) and gap_before >= 0.005
+    not_worse = gap_after >= -2 * error(amc_after)
+    lines += ["", f"AMC minus uniform: {100 * gap_before:+.2f} points before fine-tuning (standard error of AMC's mean "
+              f"over seeds {100 * error(amc_before):.2f}), {100 * gap_after:+.2f} after ({100 * error(amc_after):.2f}). "
+              f"Goal \"beats uniform by a clear margin before fine-tuning\" (taken as at least 0.5 points and two "
+              f"standard errors): {'met' if clear else 'NOT met'}; \"not worse after\" (within two standard errors): "
+              f"{'met' if not_worse else 'NOT met'}. Episode cost goal (learning episode / plain evaluation <= 1.5): "
+              f"mean episode {max(s['mean'] / s['plain'] for s in searches):.2f} at most, a new policy "
+              f"{max(s['fresh_median'] / s['plain'] for s in searches):.2f} at most."]
     markdown = "\n".join(lines)
     print(markdown)
     if not args.no_write:

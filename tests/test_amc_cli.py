@@ -76,18 +76,22 @@ def test_bad_input_is_one_line_and_exit_code_2(searched, saved_model, tmp_path, 
 
 
 def test_a_latency_budget_with_a_measured_table_runs_end_to_end(saved_model, tmp_path):
-    from tflite_bench.lut import build_latency_table
+    from tflite_bench.lut import LatencyTable
     from tfmc.amc.budget import CostModel, keep_candidates
     from tfmc.graph import ChannelGraph
 
     path, model = saved_model
-    table = build_latency_table(model, grid=(0.5, 1.0), runs=3, warmup=1)  # measured here, with LiteRT
-    table.to_json(str(tmp_path / "lut.json"))
+    lut = str(tmp_path / "lut.json")  # measured here, with LiteRT
+    assert cli.main(["latency-table", path, "--out", lut, "--grid", "1,0.5", "--runs", "3", "--warmup", "1",
+                     "--no-progress"]) == 0
+    table = LatencyTable.from_json(lut)
+    assert sorted(table.layers) == ["conv1", "conv2", "conv3", "fc1", "logits"]
+    assert table.layers["conv2"]["in_channels"] == [8, 16] and table.layers["conv2"]["out_channels"] == [12, 24]
     analysis = ChannelGraph(model)
     cost = CostModel(analysis, "latency", latency=table)
     floor = cost.total({g.name: keep_candidates(g.channels, 0.2)[0] for g in analysis.groups if g.prunable})
     target = (floor + cost.full) / 2
-    argv = ["prune", path, "--target-latency-ms", repr(target), "--latency-table", str(tmp_path / "lut.json"),
+    argv = ["prune", path, "--target-latency-ms", repr(target), "--latency-table", lut,
             "--data", "digits", "--out", str(tmp_path / "run"), "--episodes", "2", "--warmup", "2",
             "--calib-images", "64", "--no-progress"]
     assert cli.main(argv) == 0
@@ -98,3 +102,19 @@ def test_a_latency_budget_with_a_measured_table_runs_end_to_end(saved_model, tmp
     layers = [small.get_layer(n) for n in ("conv1", "conv2", "conv3", "fc1", "logits")]
     predicted = sum(table.latency_ms(layer.name, layer.input.shape[-1], layer.output.shape[-1]) for layer in layers)
     assert predicted == pytest.approx(policy["metadata"]["cost"]) and predicted <= target
+
+
+def test_latency_table_bad_input_is_one_line_and_exit_code_2(saved_model, tmp_path, capsys):
+    path, _ = saved_model
+    cases = [
+        (["--grid", "0.5,1.5"], "tfmc latency-table: error: --grid '0.5,1.5': every fraction must be in (0, 1]"),
+        (["--grid", "half"], "tfmc latency-table: error: --grid 'half': expected comma-separated fractions such as "
+                             "0.25,0.5,1.0"),
+        (["--android"], "tfmc latency-table: error: --android needs --binary: the benchmark_model executable to "
+                        "push to the phone"),
+        (["--runs", "0"], "tfmc latency-table: error: --runs must be >= 1, got 0"),
+    ]
+    for extra, message in cases:
+        assert cli.main(["latency-table", path, "--out", str(tmp_path / "t.json")] + extra) == 2, extra
+        assert capsys.readouterr().err.strip() == message
+    assert not (tmp_path / "t.json").exists()

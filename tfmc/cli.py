@@ -6,7 +6,7 @@ import sys
 
 # Each module in tfmc/commands/ defines register(subparsers), which adds its
 # parser and sets ``run`` (args -> exit code) as the default.
-_COMMANDS = ("profile", "prune", "quantize", "export", "demo")
+_COMMANDS = ("profile", "prune", "latency_table", "quantize", "export", "demo")
 
 
 class UsageError(Exception):

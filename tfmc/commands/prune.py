@@ -36,7 +36,7 @@ def add_search_arguments(parser):
     group.add_argument("--target-macs", type=float, help="keep at most this fraction of the MACs, in (0, 1)")
     group.add_argument("--target-params", type=float, help="keep at most this fraction of the parameters, in (0, 1)")
     group.add_argument("--target-latency-ms", type=float, help="latency budget in ms, summed over --latency-table")
-    group.add_argument("--latency-table", help="per-layer latency table JSON (tflite-bench lut) for --target-latency-ms")
+    group.add_argument("--latency-table", help="per-layer latency table JSON (from tfmc latency-table) for --target-latency-ms")
     group.add_argument("--episodes", type=int, default=300, help="learning episodes after the warm-up (default 300)")
     group.add_argument("--warmup", type=int, default=100, help="warm-up episodes of random actions (default 100)")
     group.add_argument("--reward", default="acc", choices=["acc", "acc_flops", "acc_params"],
