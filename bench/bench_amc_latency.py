@@ -33,7 +33,7 @@ from tfmc.amc.budget import CostModel  # noqa: E402
 from tfmc.graph import ChannelGraph  # noqa: E402
 from tfmc.policy import kept_channels  # noqa: E402
 from tflite_bench.lut import build_latency_table  # noqa: E402
-from bench_amc import heuristic_policy  # noqa: E402
+from bench_amc import heuristic_policy, kept_channels_table  # noqa: E402
 from benchmarks_md import write_section  # noqa: E402
 
 
@@ -109,12 +109,8 @@ def main():
         lines.append(f"| {row['name']} | {row['seconds']:.0f} | {row['accuracy']:.4f} | {row['macs']:.3f} | "
                      f"{row['table_ms']:.4f} | {row['table_ms'] / latency.full:.3f} | {ms:.4f} | "
                      f"{ms / measured[0]:.3f} |")
-    lines += ["", "Kept channels per group:", "",
-              "| policy | " + " | ".join(f"{g.name} ({g.channels})" for g in groups) + " |",
-              "|---|" + "---:|" * len(groups)]
-    for name, (policy, _) in policies.items():
-        lines.append(f"| {name} | " + " | ".join(
-            str(kept_channels(g.channels, policy.keep_ratios[g.name], 8)) for g in groups) + " |")
+    lines += ["", "Kept channels per group:", ""]
+    lines += kept_channels_table(groups, [(name, policy) for name, (policy, _) in policies.items()])
     markdown = "\n".join(lines)
     print(markdown)
     if not args.no_write:

@@ -64,6 +64,8 @@ def test_bad_input_is_one_line_and_exit_code_2(searched, saved_model, tmp_path, 
         (["prune", path, "--target-macs", "0.5", "--ratios", "0.5", "--data", "digits", "--out", str(tmp_path / "c")],
          "tfmc prune: error: give either --ratios or a budget (--target-macs / --target-params / --target-latency-ms), "
          "not both"),
+        (["prune", path, "--target-macs", "0.5", "--data", "digits", "--sigma-decay", "1.5", "--out",
+          str(tmp_path / "d")], "tfmc prune: error: --sigma-decay must be in (0, 1], got 1.5"),
         (argv,
          f"tfmc prune: error: {out} already holds an AMC search (4 episodes done); resume it (resume=True, --resume) "
          "or choose another folder"),

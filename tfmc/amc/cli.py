@@ -39,6 +39,8 @@ def run_search(args):
         raise UsageError("an AMC search needs --data: its validation split is the reward set")
     if os.path.splitext(args.out)[1] in (".keras", ".h5"):
         raise UsageError(f"--out {args.out}: an AMC search writes a folder (checkpoints, history, plots, pruned.keras)")
+    if not 0.0 < args.sigma_decay <= 1.0:
+        raise UsageError(f"--sigma-decay must be in (0, 1], got {args.sigma_decay}")
     if args.finetune_epochs < 0:
         raise UsageError(f"--finetune-epochs must be >= 0, got {args.finetune_epochs}")
     table = _latency_table(args.latency_table)
@@ -51,6 +53,7 @@ def run_search(args):
             target_latency_ms=args.target_latency_ms, latency_table=table, calib_data=calib, reward=args.reward,
             episodes=args.episodes, warmup=args.warmup, lbound=args.lbound, round_to=args.round_to, out_dir=args.out,
             resume=args.resume, seed=args.seed, progress=not args.no_progress,
+            agent_config=amc.AgentConfig(sigma_decay=args.sigma_decay),
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None

@@ -42,6 +42,8 @@ def add_search_arguments(parser):
     group.add_argument("--reward", default="acc", choices=["acc", "acc_flops", "acc_params"],
                        help="acc: accuracy; acc_flops / acc_params: -error * log(MACs / params) (default acc)")
     group.add_argument("--lbound", type=float, default=0.2, help="smallest keep ratio of a group (default 0.2)")
+    group.add_argument("--sigma-decay", type=float, default=0.95,
+                       help="exploration noise decay per learning episode (default 0.95, the paper's)")
     group.add_argument("--finetune-epochs", type=int, default=0, help="fine-tune the pruned model this many epochs")
     group.add_argument("--finetune-lr", type=float, default=1e-3, help="fine-tuning learning rate, Adam (default 1e-3)")
     group.add_argument("--resume", action="store_true", help="continue the search checkpointed in --out")
