@@ -176,7 +176,7 @@ def main():
     labels.update({"uniform": "uniform keep ratio", "deep": "deep (prune deeper more)",
                    "shallow": "shallow (prune shallower more)"})
     lines = [
-        "## AMC",
+        "## AMC" if args.target == 0.5 else f"## AMC at {args.target:g} of the MACs",
         "",
         f"Command: `{command}`. Model: `tfmc.models.digits_cnn` (MobileNetV2-like, residual Adds, depthwise) trained "
         f"{args.train_epochs} epochs on the digits training split (32x32"
@@ -238,7 +238,7 @@ def main():
     markdown = "\n".join(lines)
     print(markdown)
     if not args.no_write:
-        write_section("amc", markdown)
+        write_section("amc" if args.target == 0.5 else f"amc_{args.target:g}", markdown)
 
 
 if __name__ == "__main__":
