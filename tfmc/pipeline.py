@@ -105,10 +105,7 @@ def run_demo(out_dir="demo_out", *, quick=False, config=None, seed=0, strategy=N
     from tfmc.gmpq import plots as gmpq_plots
 
     config = config or (DemoConfig.quick() if quick else DemoConfig())
-    from tfmc.quant.apply import check_strategy
-
     strategy = train.make_strategy(strategy)
-    check_strategy(strategy)  # before any work, so a refusal leaves nothing behind
     out_dir, staging = _prepare_output(out_dir)
     progress = _Progress(9, stream)
     try:

@@ -52,7 +52,6 @@ def run(args):
     from tfmc.cli import UsageError
     from tfmc.gmpq import plots
     from tfmc.quant import quantize
-    from tfmc.quant.apply import check_strategy
     from tfmc.train import accuracy, fit, make_strategy
 
     if args.qat_epochs < 0 or args.search_epochs < 1:
@@ -79,7 +78,7 @@ def run(args):
             io.write_json(os.path.join(args.out, "history.json"), result.history)
             print(f"search: {result.search_seconds:.1f} s on {result.samples} images; "
                   f"{result.achieved_bops:,} BOPs of a {result.target_bops:,} target", file=sys.stderr)
-        strategy = check_strategy(make_strategy(args.strategy))
+        strategy = make_strategy(args.strategy)
         with strategy.scope():  # variables trained under a strategy must be created in its scope
             qat = quantize(model, policy)
     except ValueError as exc:

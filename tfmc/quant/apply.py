@@ -100,17 +100,6 @@ def quantize(model, policy):
         return _qk.quantize_apply(annotated, scheme=_PolicyScheme())
 
 
-def check_strategy(strategy):
-    """Return ``strategy``: QAT of a ``tfmc.quantize`` model runs under any tf.distribute strategy.
-
-    Multi-replica QAT used to fail ("Values to regroup had different
-    lengths") and was refused here; the quantizable layers now keep their
-    own replica's quantized kernel (see ``tfmc.quant.configs._InputHook``).
-    Kept so that callers written against the refusal still work.
-    """
-    return strategy
-
-
 def quantized_kernel(wrapper):
     """The kernel of a QAT layer as inference sees it: fake-quantized with its stored ranges.
 
