@@ -1,6 +1,8 @@
 """Test set-up: tfmc first (it selects Keras 2), quiet TensorFlow, deterministic seeds."""
 import os
 
+import pytest
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tfmc  # noqa: E402,F401  must precede any tensorflow import
 
@@ -10,3 +12,18 @@ from tfmc._keras import tf  # noqa: E402
 # before TensorFlow initialises its devices, hence at conftest import.
 _cpus = tf.config.list_physical_devices("CPU")
 tf.config.set_logical_device_configuration(_cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+
+
+@pytest.fixture(scope="session")
+def mirrored():
+    """One MirroredStrategy over the two logical CPUs, shared by every test that needs one.
+
+    Two MirroredStrategy objects in one process number their collective ops
+    from the same start, and TensorFlow's collective executor remembers each
+    instance's tensor shape, so a second strategy's first all-reduce fails
+    ("Shape mismatch in the collective instance 100").
+    """
+    cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
+    strategy = tf.distribute.MirroredStrategy(cpus[:2])
+    assert strategy.num_replicas_in_sync == 2
+    return strategy

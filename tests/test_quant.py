@@ -171,11 +171,10 @@ def test_activation_quantizer_rejects_bad_bits():
     assert LearnedRangeQuantizer(4).get_config() == {"num_bits": 4, "init_tail": 0.001}
 
 
-def test_qat_trains_under_two_replicas():
+def test_qat_trains_under_two_replicas(mirrored):
     # Each replica's layer must use its own quantized kernel although the input
     # quantizer's range update lets the other replica run in between.
-    cpus = [d.name for d in tf.config.list_logical_devices("CPU")]  # conftest makes two
-    strategy = tf.distribute.MirroredStrategy(cpus[:2])
+    strategy = mirrored
     model = chain_cnn()
     with strategy.scope():
         qat = quantize(model, CHAIN_BITS)
