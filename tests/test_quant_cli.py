@@ -43,6 +43,18 @@ def test_a_search_writes_a_policy_within_the_target(model_path, tmp_path, capsys
     assert len(json.loads((out / "history.json").read_text())) == 1
 
 
+def test_keep_ends_holds_stem_and_classifier(model_path, tmp_path, capsys):
+    out = tmp_path / "out"
+    code, _, err = _run(capsys, model_path, "--target-bops", 0.4, "--space", "gmpq", "--keep-ends", 8, "--data",
+                        "digits", "--out", out, "--search-epochs", 1, "--search-fraction", 0.05, "--qat-epochs", 0)
+    assert code == 0, err
+    policy = BitPolicy.from_json(out / "policy.json")
+    ends = [(policy.layers[n].weight_bits, policy.layers[n].activation_bits) for n in ("conv1", "logits")]
+    assert ends == [(8, 8), (8, 8)]
+    metadata = json.loads((out / "policy.json").read_text())["metadata"]
+    assert metadata["achieved_bops"] <= metadata["target_bops"]
+
+
 def test_bits_outside_the_range_are_a_usage_error(model_path, tmp_path, capsys):
     path = tmp_path / "bits.json"
     path.write_text(json.dumps({"kind": "bits", "layers": {"conv1": {"weight_bits": 1, "activation_bits": 8}}}))

@@ -27,6 +27,9 @@ def register(sub):
     p.add_argument("--search-fraction", type=float, default=0.1, help="share of the training data the search sees (default 0.1)")
     p.add_argument("--search-epochs", type=int, default=25, help="search epochs (default 25)")
     p.add_argument("--lambda", dest="attribution_weight", type=float, default=20.0, help="attribution loss weight (default 20)")
+    p.add_argument("--keep-ends", type=int, metavar="BITS", default=None,
+                   help="hold the first and last searched layers (stem, classifier) at BITS/BITS, as GMPQ's authors "
+                        "do at 8; they count in the budget")
     p.add_argument("--qat-epochs", type=int, default=3, help="quantization-aware training epochs (default 3)")
     p.add_argument("--qat-lr", type=float, default=1e-3, help="QAT learning rate, Adam (default 1e-3)")
     p.add_argument("--seed", type=int, default=0)
@@ -69,10 +72,13 @@ def run(args):
         else:
             from tfmc import gmpq
 
+            fixed = None
+            if args.keep_ends is not None:
+                fixed = {name: (args.keep_ends, args.keep_ends) for name in gmpq.end_layers(model, args.space)}
             result = gmpq.search(
                 model, dataset, target_bops=args.target_bops, space=args.space, search_fraction=args.search_fraction,
                 epochs=args.search_epochs, attribution_weight=args.attribution_weight, seed=args.seed,
-                strategy=args.strategy,
+                strategy=args.strategy, fixed_bits=fixed,
             )
             policy = result.policy
             io.write_json(os.path.join(args.out, "history.json"), result.history)
