@@ -358,3 +358,25 @@ def test_calibration_images_beyond_one_fitting_batch_are_cut_with_a_warning(chai
     with pytest.warns(RuntimeWarning, match=r"first 10 of the 32 calibration images .* give tfmc.prune those 10"):
         masked = MaskedModel(chain, ChannelGraph(chain), calib_data=tiny_models.images(32))
     assert masked._calib.shape[0] == 10
+
+
+def test_the_batch_baseline_follows_the_sampled_batches(residual):
+    analysis = ChannelGraph(residual)
+    cost = CostModel(analysis, "macs")
+    env = PruningEnv(analysis, cost, make_budget(cost, 0.5, 0.2), evaluate=lambda counts: 0.0)
+    config = amc.AgentConfig(baseline="batch", batch_size=4)
+    agent = amc.AmcAgent(env.observation_spec(), env.action_spec(), config, seed=0)
+    obs = np.full(11, 0.5, np.float32)
+    agent.remember([(obs, 0.3, obs, False)] * 3, 0.9)
+    agent.remember([(obs, 0.4, obs, True)] * 3, 0.3)
+    assert agent.baseline == 0.9  # the first reward, until a batch is drawn
+    state = agent.rng.bit_generator.state
+    agent.learn(3)
+    agent.rng.bit_generator.state = state  # draw the same batches again to compute the expected average
+    means = [agent.buffer.sample(agent.rng, 4)[2].mean() for _ in range(3)]
+    expected = means[0]
+    for m in means[1:]:
+        expected += 0.5 * (m - expected)
+    assert agent.baseline == pytest.approx(expected)
+    with pytest.raises(ValueError, match="baseline must be 'episode' or 'batch', got 'bogus'"):
+        amc.AgentConfig(baseline="bogus")

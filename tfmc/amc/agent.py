@@ -7,7 +7,9 @@ the action at its second layer), Adam with learning rates 1e-4 (actor) and
 from a replay buffer of 2000 transitions, warm-up episodes of uniform random
 actions, then a truncated normal around the actor's action whose sigma
 starts at 0.5 and decays by 0.95 per episode. Every transition of an episode
-carries the episode's reward minus a moving-average baseline.
+carries the episode's reward minus a moving-average baseline: by default an
+average over episodes (decay 0.5); ``AgentConfig(baseline="batch")`` moves it
+with each sampled batch's mean reward instead, as the authors' code does.
 
 All randomness after the networks' initialisation comes from one numpy
 Generator whose state is saved with the checkpoint, so a resumed search
@@ -35,6 +37,13 @@ class AgentConfig:
     sigma: float = 0.5
     sigma_decay: float = 0.95
     baseline_decay: float = 0.5
+    # "episode": the average moves with each episode's reward; "batch": with each sampled batch's mean reward
+    # (the authors' code, which averages over the replay buffer rather than the latest episodes)
+    baseline: str = "episode"
+
+    def __post_init__(self):
+        if self.baseline not in ("episode", "batch"):
+            raise ValueError(f"baseline must be 'episode' or 'batch', got {self.baseline!r}")
 
     def as_dict(self):
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
@@ -176,8 +185,9 @@ class AmcAgent:
         """Store an episode's (observation, action, next observation, done) with its final reward; update the baseline."""
         for observation, action, next_observation, done in transitions:
             self.buffer.add(observation, action, reward, next_observation, done)
-        decay = self.config.baseline_decay
-        self.baseline = reward if self.baseline is None else decay * self.baseline + (1 - decay) * reward
+        if self.config.baseline == "episode" or self.baseline is None:  # "batch": the first reward until a batch
+            decay = self.config.baseline_decay
+            self.baseline = reward if self.baseline is None else decay * self.baseline + (1 - decay) * reward
 
     def learn(self, steps):
         """``steps`` DDPG updates on batches from the buffer, rewards less the baseline; mean critic+actor loss."""
@@ -185,7 +195,18 @@ class AmcAgent:
             return float("nan")
         batches = [self.buffer.sample(self.rng, self.config.batch_size) for _ in range(steps)]
         obs, action, reward, next_obs, done = (np.stack(part) for part in zip(*batches))
-        losses = self._train_steps(obs, action, reward - np.float32(self.baseline), next_obs, done)
+        if self.config.baseline == "batch":
+            centred = np.empty_like(reward)
+            started = int(self.ddpg.train_step_counter.numpy()) > 0
+            for i, batch in enumerate(reward):  # the authors' order: move the average, then subtract it
+                if started or i:
+                    self.baseline += (1 - self.config.baseline_decay) * (float(batch.mean()) - self.baseline)
+                else:  # the first batch of the search starts the average
+                    self.baseline = float(batch.mean())
+                centred[i] = batch - np.float32(self.baseline)
+        else:
+            centred = reward - np.float32(self.baseline)
+        losses = self._train_steps(obs, action, centred, next_obs, done)
         self._refresh_actor()
         return float(np.mean(losses.numpy()))
 
