@@ -31,7 +31,6 @@ import tflite_bench  # noqa: E402
 from tfmc import amc, data, models, train  # noqa: E402
 from tfmc.amc.budget import CostModel  # noqa: E402
 from tfmc.graph import ChannelGraph  # noqa: E402
-from tfmc.policy import kept_channels  # noqa: E402
 from tflite_bench.lut import build_latency_table  # noqa: E402
 from bench_amc import heuristic_policy, kept_channels_table  # noqa: E402
 from benchmarks_md import write_section  # noqa: E402
@@ -68,15 +67,13 @@ def main():
             result = amc.search(base, (dataset.x_val, dataset.y_val), calib_data=calib, episodes=args.episodes,
                                 warmup=args.warmup, seed=0, out_dir=os.path.join(out, str(len(policies))),
                                 progress=False, **budget)
-            policies[name] = (result.policy, time.perf_counter() - started)
-        uniform, _ = heuristic_policy(macs, groups, args.target * macs.full, "uniform")
-        policies[f"uniform keep ratio, {args.target:g} of the MACs"] = (uniform, 0.0)
+            policies[name] = (result.policy, time.perf_counter() - started, result.policy.metadata["kept_channels"])
+        uniform, uniform_counts = heuristic_policy(macs, groups, args.target * macs.full, "uniform")
+        policies[f"uniform keep ratio, {args.target:g} of the MACs"] = (uniform, 0.0, uniform_counts)
 
         rows, paths = [], [tfmc.export.to_tflite(base, os.path.join(out, "original.tflite"), mode="float32").path]
-        for index, (name, (policy, seconds)) in enumerate(policies.items()):
+        for index, (name, (policy, seconds, counts)) in enumerate(policies.items()):
             pruned = tfmc.prune(base, policy, calib_data=calib)
-            counts = policy.metadata.get("kept_channels") or {
-                g.name: kept_channels(g.channels, policy.keep_ratios[g.name], 8) for g in groups}
             paths.append(tfmc.export.to_tflite(pruned, os.path.join(out, f"{index}.tflite"), mode="float32").path)
             rows.append({"name": name, "seconds": seconds, "accuracy": train.accuracy(pruned, dataset.x_test,
                                                                                       dataset.y_test),
@@ -110,7 +107,7 @@ def main():
                      f"{row['table_ms']:.4f} | {row['table_ms'] / latency.full:.3f} | {ms:.4f} | "
                      f"{ms / measured[0]:.3f} |")
     lines += ["", "Kept channels per group:", ""]
-    lines += kept_channels_table(groups, [(name, policy) for name, (policy, _) in policies.items()])
+    lines += kept_channels_table(groups, [(name, policy) for name, (policy, _, _) in policies.items()])
     markdown = "\n".join(lines)
     print(markdown)
     if not args.no_write:

@@ -324,7 +324,7 @@ def search(model, val_data, *, target_macs=None, target_params=None, target_late
         """(value, accuracy, MACs, params, whether the policy was evaluated now)."""
         if callable(reward):  # a user's function may keep state: call it every time
             return evaluate_policy(counts) + (True,)
-        key = tuple(sorted(counts.items()))
+        key = _policy_key(counts)
         fresh = key not in memo
         if fresh:
             memo[key] = evaluate_policy(counts)
@@ -365,8 +365,7 @@ def search(model, val_data, *, target_macs=None, target_params=None, target_late
         best = state["best"]
         if not callable(reward):  # a resumed search knows the policies the first run scored
             for row in history:
-                memo[tuple(sorted(row["channels"].items()))] = (row["reward"], row["accuracy"], row["macs"],
-                                                                 row["params"])
+                memo[_policy_key(row["channels"])] = row["reward"], row["accuracy"], row["macs"], row["params"]
     elif outputs and os.path.exists(outputs.journal):
         os.remove(outputs.journal)  # left by a run killed before its first checkpoint
 
@@ -429,7 +428,8 @@ def search(model, val_data, *, target_macs=None, target_params=None, target_late
     result = SearchResult(
         policy=policy, history=history, best_reward=best["reward"], best_accuracy=best["accuracy"],
         best_episode=best["episode"], budget=budget, episodes_done=len(history), complete=len(history) >= total,
-        plain_eval_seconds=plain_eval_seconds, plain_calibration_seconds=plain_calibration_seconds, out_dir=outputs.dir if outputs else None,
+        plain_eval_seconds=plain_eval_seconds, plain_calibration_seconds=plain_calibration_seconds,
+        out_dir=outputs.dir if outputs else None,
     )
     if outputs:
         from tfmc.amc import plots
@@ -438,6 +438,11 @@ def search(model, val_data, *, target_macs=None, target_params=None, target_late
         plots.plot_keep_ratios(policy, os.path.join(outputs.dir, "keep_ratios.png"))
         plots.plot_rewards(history, os.path.join(outputs.dir, "rewards.png"))
     return result
+
+
+def _policy_key(counts):
+    """The memo key of a policy given as {group: kept count} (also as read back from history.jsonl)."""
+    return tuple(sorted(counts.items()))
 
 
 def _second_call_seconds(function, x):

@@ -14,7 +14,8 @@ def register(sub):
     p.add_argument("model", help=".keras / .h5 file or SavedModel folder, with a fixed input size")
     p.add_argument("--out", required=True, help="the JSON file to write")
     p.add_argument("--grid", default="0.25,0.5,0.75,1.0",
-                   help="keep fractions of each layer's channels to measure, comma-separated (default 0.25,0.5,0.75,1.0)")
+                   help="keep fractions of each layer's channels to measure, comma-separated "
+                        "(default 0.25,0.5,0.75,1.0)")
     p.add_argument("--threads", type=int, default=1, help="threads (default 1)")
     p.add_argument("--runs", type=int, default=20, help="timed inferences per point (default 20)")
     p.add_argument("--warmup", type=int, default=3, help="warm-up inferences per point (default 3)")
@@ -38,8 +39,6 @@ def _grid(text):
 
 
 def run(args):
-    import os
-
     from tqdm.auto import tqdm
 
     from tflite_bench import BenchError
@@ -71,8 +70,7 @@ def run(args):
         raise UsageError(str(exc)) from None
     finally:
         bar.close()
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    table.to_json(args.out)
+    table.to_json(args.out)  # atomic; creates the folder
     print(f"{len(table.layers)} layers, {table.full_ms():.4f} ms for the whole model (sum of the layers at full "
           f"width) -> {args.out}")
     return 0
