@@ -1,6 +1,6 @@
 """GMPQ on the digits CNN: search on 10 % vs all of the data, vs uniform bits, and without attribution.
 
-Run: .venv/bin/python bench/bench_gmpq.py [--space gmpq] [--budget-bits 2] [--epochs 25] [--qat-epochs 10] [--seeds 3]
+Run: .venv/bin/python bench/bench_gmpq.py [--space gmpq] [--budget-bits 2/3] [--epochs 25] [--qat-epochs 10] [--seeds 4]
 
 The float model is tfmc.models.digits_cnn trained on the digits training
 split. Space gmpq: the budget is the BOPs of uniform --budget-bits (W/A),
@@ -10,22 +10,31 @@ and w8a8 (depthwise 8 in both); no uniform policy has the budget's BOPs
 there, since weights are 4 or 8 bits. With --ends-bits (default 8)
 the stem and the classifier are held at that width in every policy, as the
 GMPQ authors keep them at high precision. Each searched policy must fit the
-budget. Every policy then gets the same quantization-aware training (same
-epochs, learning rate and seeds) and is scored on the test split;
-accuracies are the mean over --seeds QAT runs. Search time is the wall time
-of tfmc.gmpq.search (supernet, teacher maps, training, repair) on this machine.
+budget.
+
+The benchmark runs --seeds trials. Trial t searches every searched row with
+seed t (its data subset, shuffling and initial state) and trains every
+policy, searched or uniform, with the same quantization-aware training
+(epochs, learning rate) under QAT seed t. A row's accuracy is the mean over
+trials; two rows are compared by their per-trial (paired) differences, so
+the spread of the search and of QAT both enter the standard error. Accuracy
+is measured on the validation and test splits together (neither the search
+nor QAT reads them): the digits test split alone is 270 images, where one
+image is 0.37 points. Search time is the wall time of tfmc.gmpq.search
+(supernet, teacher maps, training, repair) on this machine.
 """
 import argparse
+import dataclasses
+import json
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-import tfmc  # noqa: E402
+import tfmc  # noqa: E402,F401
 from tfmc import bops, data, gmpq, models  # noqa: E402
 from tfmc._keras import keras  # noqa: E402
 from tfmc.quant import quantize  # noqa: E402
@@ -33,26 +42,161 @@ from tfmc.train import accuracy, fit  # noqa: E402
 from benchmarks_md import write_section  # noqa: E402
 
 
-def qat_accuracy(model, policy, dataset, epochs, seeds, lr):
-    """(mean, std, scores) of test accuracy after identical QAT runs, one per seed."""
-    scores = []
-    for seed in range(seeds):
-        keras.utils.set_random_seed(seed)
-        qat = quantize(model, policy)
-        fit(qat, dataset.x_train, dataset.y_train, epochs=epochs, learning_rate=lr, copy=False, seed=seed)
-        scores.append(accuracy(qat, dataset.x_test, dataset.y_test))
-    return float(np.mean(scores)), float(np.std(scores)), scores
+@dataclasses.dataclass
+class Row:
+    """One policy row: per trial, its policy, search wall time and held-out accuracy."""
+
+    label: str
+    samples: int = 0
+    policies: list = dataclasses.field(default_factory=list)
+    seconds: list = dataclasses.field(default_factory=list)
+    scores: list = dataclasses.field(default_factory=list)
 
 
-def compare(a, b):
-    """Mean difference of two score lists in points, and whether it exceeds twice its standard error."""
-    diff = 100 * (np.mean(a) - np.mean(b))
-    error = 100 * np.sqrt(np.var(a, ddof=1) / len(a) + np.var(b, ddof=1) / len(b)) if len(a) > 1 else float("inf")
-    return diff, error, abs(diff) > 2 * error
+def qat_accuracy(model, policy, dataset, epochs, lr, seed):
+    """Held-out (validation + test) accuracy of ``policy`` after QAT under ``seed``; the same recipe for every policy."""
+    keras.utils.set_random_seed(seed)
+    qat = quantize(model, policy)
+    fit(qat, dataset.x_train, dataset.y_train, epochs=epochs, learning_rate=lr, copy=False, seed=seed)
+    return accuracy(qat, *held_out(dataset))
+
+
+def held_out(dataset):
+    """(x, y) of the validation and test splits together."""
+    return np.concatenate([dataset.x_val, dataset.x_test]), np.concatenate([dataset.y_val, dataset.y_test])
+
+
+def paired(a, b):
+    """Mean of the per-trial differences a - b in points, its standard error, and whether it exceeds two of them."""
+    diffs = 100 * (np.asarray(a) - np.asarray(b))
+    error = float(np.std(diffs, ddof=1) / np.sqrt(len(diffs))) if len(diffs) > 1 else float("inf")
+    return float(np.mean(diffs)), error, abs(float(np.mean(diffs))) > 2 * error
 
 
 def bits_text(policy):
     return " ".join(f"{b.weight_bits}/{b.activation_bits}" for _, b in policy.items())
+
+
+def references(model, args, fixed):
+    """[(label, uniform policy)] that the searched policies are compared with."""
+    ends = f", stem and classifier {args.ends_bits}/{args.ends_bits}" if fixed else ""
+    if args.space == "litert":
+        found = [("uniform w4a8 (dw 8)" + ends, bops.uniform_policy(model, 4, 8)),
+                 ("uniform w8a8", bops.uniform_policy(model, 8, 8))]
+        for name in found[0][1]:
+            if type(model.get_layer(name)).__name__ == "DepthwiseConv2D":
+                found[0][1].layers[name] = type(found[0][1][name])(8, 8)
+    else:
+        w, a = (int(v) for v in (args.budget_bits.split("/") * 2)[:2])
+        pairs = [(w, a)] if w == a else [(w, a), (a, w)]
+        found = [(f"uniform {pw}/{pa}" + ends, bops.uniform_policy(model, pw, pa)) for pw, pa in pairs]
+    for _, policy in found:
+        for name, bits in fixed.items():
+            policy.layers[name] = type(policy[name])(*bits)
+    return found
+
+
+def run_trials(model, dataset, args, target, fixed, searches, uniforms):
+    """Fill the rows: trial t searches with seed t and trains every policy with QAT seed t."""
+    rows = [Row(label) for label, _ in searches] + [Row(label) for label, _ in uniforms]
+    for trial in range(args.seeds):
+        for row, (_, options) in zip(rows, searches):
+            result = gmpq.search(model, dataset, target_bops=target, space=args.space, epochs=args.epochs,
+                                 fixed_bits=fixed, seed=trial, **options)
+            row.samples = result.samples
+            row.policies.append(result.policy)
+            row.seconds.append(result.search_seconds)
+        for row, (_, policy) in zip(rows[len(searches):], uniforms):
+            row.policies.append(policy)
+            row.seconds.append(0.0)
+        for row in rows:
+            row.scores.append(qat_accuracy(model, row.policies[-1], dataset, args.qat_epochs, args.qat_lr, trial))
+            print(json.dumps({"trial": trial, "row": row.label, "seconds": round(row.seconds[-1], 1),
+                              "accuracy": row.scores[-1], "bits": bits_text(row.policies[-1])}), file=sys.stderr,
+                  flush=True)
+    return rows
+
+
+def significance(diff, significant):
+    """How a difference that is not a met goal reads."""
+    if diff == 0:
+        return "no difference"
+    if diff > 0:
+        return "ahead" if significant else "ahead, by less than two standard errors"
+    return "behind" if significant else "behind, within two standard errors"
+
+
+def verdicts(rows, budget_bops):
+    """The three goal lines, computed from the rows (10 %, all, lambda 0, uniform references...)."""
+    small, full, ablation, uniform = rows[0], rows[1], rows[2], rows[3:]
+    small_bops = max(budget_bops(p) for p in small.policies)
+    # (b) compares with the best uniform policy that costs at least as many BOPs as GMPQ's
+    eligible = [row for row in uniform if budget_bops(row.policies[0]) >= small_bops]
+    reference = max(eligible or uniform, key=lambda row: np.mean(row.scores))
+    ratio = np.mean(full.seconds) / np.mean(small.seconds)
+    diff_a, err_a, _ = paired(small.scores, full.scores)
+    diff_b, err_b, sig_b = paired(small.scores, reference.scores)
+    diff_c, err_c, sig_c = paired(small.scores, ablation.scores)
+    # (a) is an equivalence goal: the 10 % search may not be more than 0.5 points behind at two standard errors
+    met_a = ratio >= 5 and diff_a - 2 * err_a >= -0.5
+    if met_a:
+        text_a = "met"
+    elif ratio < 5:
+        text_a = "NOT met (less than 5x cheaper)"
+    elif diff_a < -0.5:
+        text_a = "NOT met (more than 0.5 points behind)"
+    else:
+        text_a = (f"NOT met (the mean is within 0.5 points, but the mean minus two standard errors is "
+                  f"{diff_a - 2 * err_a:+.2f})")
+    met_b = diff_b > 0 and sig_b and small_bops <= budget_bops(reference.policies[0])
+    met_c = diff_c > 0 and sig_c
+    return [
+        f"- (a) search cost: {ratio:.1f}x less time on 10 % than on all the data; accuracy {diff_a:+.2f} +- {err_a:.2f} "
+        f"points. Goal (>= 5x cheaper, at most 0.5 points behind at two standard errors): {text_a}.",
+        f"- (b) GMPQ 10 % vs {reference.label}: {diff_b:+.2f} +- {err_b:.2f} points at "
+        f"{small_bops / budget_bops(reference.policies[0]):.3f}x its BOPs (the most any trial's policy used). "
+        f"Goal (better at equal or lower BOPs, by more than two standard errors): "
+        f"{'met' if met_b else 'NOT met (' + significance(diff_b, sig_b) + ')'}.",
+        f"- (c) attribution on vs off (lambda 20 vs 0): {diff_c:+.2f} +- {err_c:.2f} points. Goal (better, by more "
+        f"than two standard errors): {'met' if met_c else 'NOT met (' + significance(diff_c, sig_c) + ')'}.",
+    ]
+
+
+def section(args, rows, float_acc, target, int8, budget_text, ends, budget_bops):
+    """The BENCHMARKS.md section: command, set-up, table, per-trial policies and the verdicts."""
+    held = "validation + test splits, 540 images"
+    lines = [
+        f"## Mixed precision (GMPQ), space `{args.space}`",
+        "",
+        f"Command: `python bench/bench_gmpq.py --space {args.space} "
+        + (f"--budget-bits {args.budget_bits} " if args.space == "gmpq" else f"--budget-fraction {args.budget_fraction} ")
+        + f"--ends-bits {args.ends_bits} --epochs {args.epochs} --float-epochs {args.float_epochs} "
+        f"--qat-epochs {args.qat_epochs} --qat-lr {args.qat_lr} --seeds {args.seeds}`. "
+        f"Model: tfmc.models.digits_cnn on digits 32x32 (float accuracy {float_acc:.4f} on the {held}); "
+        f"space `{args.space}`{' (' + ends[2:] + ' in every policy)' if ends else ''}; budget {target:,} BOPs "
+        f"({target / int8:.3f} of 8-bit), {budget_text}. {args.seeds} trials: trial t runs each search with seed t "
+        f"and trains every policy with the same QAT ({args.qat_epochs} epochs, Adam {args.qat_lr} cosine) under seed t. "
+        f"Accuracy on the {held} (neither search nor QAT reads them), mean +- std over trials. "
+        f"Search time: mean wall time of `tfmc.gmpq.search` ({args.epochs} epochs, batch 32) on 2 shared CPU cores.",
+        "",
+        "| policy | search images | search time (s) | BOPs (max) | of 8-bit | accuracy after QAT | per trial | "
+        "bits per layer (w/a), trial 0 |",
+        "|---|---:|---:|---:|---:|---:|---|---|",
+    ]
+    for row in rows:
+        most = max(budget_bops(p) for p in row.policies)
+        lines.append(
+            f"| {row.label} | {row.samples or '-'} | {np.mean(row.seconds):.1f} | {most:,} | {most / int8:.3f} | "
+            f"{np.mean(row.scores):.4f} +- {np.std(row.scores, ddof=1) if len(row.scores) > 1 else 0:.4f} | "
+            f"{' '.join(f'{s:.3f}' for s in row.scores)} | {bits_text(row.policies[0])} |")
+    searched = [row for row in rows if row.samples]
+    if args.seeds > 1:
+        lines += ["", "Searched policies of the other trials:", ""]
+        lines += [f"- {row.label}, trial {t}: {bits_text(p)}" for row in searched for t, p in
+                  enumerate(row.policies) if t]
+    lines += ["", f"Differences: mean of the per-trial differences in accuracy points, +- its standard error over "
+              f"the {args.seeds} trials (search and QAT spread together).", ""]
+    return "\n".join(lines + verdicts(rows, budget_bops))
 
 
 def main():
@@ -66,109 +210,34 @@ def main():
     parser.add_argument("--epochs", type=int, default=25, help="search epochs")
     parser.add_argument("--float-epochs", type=int, default=15)
     parser.add_argument("--qat-epochs", type=int, default=10)
-    parser.add_argument("--qat-lr", type=float, default=1e-3)
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--qat-lr", type=float, default=3e-3,
+                        help="Adam, cosine; 1e-3 leaves 2-3-bit QAT of the digits CNN short of convergence")
+    parser.add_argument("--seeds", type=int, default=4, help="trials (search seed and QAT seed t in trial t)")
     parser.add_argument("--no-write", action="store_true", help="print, do not update BENCHMARKS.md")
     args = parser.parse_args()
 
     dataset = data.load("digits")
     model = models.digits_cnn(input_shape=dataset.input_shape)
     fit(model, dataset.x_train, dataset.y_train, epochs=args.float_epochs, learning_rate=3e-3, copy=False)
-    float_acc = accuracy(model, dataset.x_test, dataset.y_test)
+    float_acc = accuracy(model, *held_out(dataset))
     fixed = {name: (args.ends_bits, args.ends_bits) for name in gmpq.end_layers(model, args.space)} if args.ends_bits else {}
     ends = f", stem and classifier {args.ends_bits}/{args.ends_bits}" if fixed else ""
-    if args.space == "litert":
-        references = [("uniform w4a8 (dw 8)" + ends, bops.uniform_policy(model, 4, 8)),
-                      ("uniform w8a8", bops.uniform_policy(model, 8, 8))]
-        for name in references[0][1]:
-            if type(model.get_layer(name)).__name__ == "DepthwiseConv2D":
-                references[0][1].layers[name] = type(references[0][1][name])(8, 8)
-    else:
-        w, a = (int(v) for v in (args.budget_bits.split("/") * 2)[:2])
-        pairs = [(w, a)] if w == a else [(w, a), (a, w)]
-        references = [(f"uniform {pw}/{pa}" + ends, bops.uniform_policy(model, pw, pa)) for pw, pa in pairs]
-    for _, policy in references:
-        for name, bits in fixed.items():
-            policy.layers[name] = type(policy[name])(*bits)
-    uniform = references[0][1]
+    uniforms = references(model, args, fixed)
     int8 = bops.count_bops(model, bops.uniform_policy(model, 8, 8))
-    target = bops.count_bops(model, uniform) if args.space == "gmpq" else int(args.budget_fraction * int8)
-    print(f"float test accuracy {float_acc:.4f}; budget {target:,} BOPs ({target / int8:.3f} of 8-bit)", file=sys.stderr)
-
-    runs = [
+    target = bops.count_bops(model, uniforms[0][1]) if args.space == "gmpq" else int(args.budget_fraction * int8)
+    print(f"float accuracy {float_acc:.4f}; budget {target:,} BOPs ({target / int8:.3f} of 8-bit)", file=sys.stderr)
+    searches = [
         ("GMPQ, 10 % of the training data", dict(search_fraction=0.1)),
         ("GMPQ, all the training data", dict(search_fraction=1.0)),
         ("lambda = 0 (no attribution), 10 %", dict(search_fraction=0.1, attribution_weight=0.0)),
     ]
-    rows = []
-    for label, options in runs:
-        result = gmpq.search(model, dataset, target_bops=target, space=args.space, epochs=args.epochs,
-                             fixed_bits=fixed, **options)
-        acc, std, scores = qat_accuracy(model, result.policy, dataset, args.qat_epochs, args.seeds, args.qat_lr)
-        rows.append((label, result.samples, result.search_seconds, result.achieved_bops, acc, std, result.policy, scores))
-        print(f"{label}: {result.search_seconds:.1f} s, acc {acc:.4f} +- {std:.4f}, {bits_text(result.policy)}", file=sys.stderr)
-    for label, policy in references:
-        acc, std, scores = qat_accuracy(model, policy, dataset, args.qat_epochs, args.seeds, args.qat_lr)
-        rows.append((label, 0, 0.0, bops.count_bops(model, policy), acc, std, policy, scores))
-        print(f"{label}: acc {acc:.4f} +- {std:.4f}", file=sys.stderr)
-
+    rows = run_trials(model, dataset, args, target, fixed, searches, uniforms)
     if args.space == "gmpq":
-        budget_text = "the BOPs of " + " and of ".join(label for label, _ in references)
+        budget_text = "the BOPs of " + " and of ".join(label for label, _ in uniforms)
     else:
         budget_text = f"--budget-fraction {args.budget_fraction} of 8-bit, between " + " and ".join(
-            label for label, _ in references)
-    lines = [
-        f"## Mixed precision (GMPQ), space `{args.space}`",
-        "",
-        f"Command: `python bench/bench_gmpq.py --space {args.space} "
-        + (f"--budget-bits {args.budget_bits} " if args.space == "gmpq" else f"--budget-fraction {args.budget_fraction} ")
-        + f"--ends-bits {args.ends_bits} --epochs {args.epochs} "
-        f"--float-epochs {args.float_epochs} --qat-epochs {args.qat_epochs} --seeds {args.seeds}`. "
-        f"Model: tfmc.models.digits_cnn on digits 32x32 (float test accuracy {float_acc:.4f}); "
-        f"space `{args.space}`{' (' + ends[2:] + ' in every policy)' if fixed else ''}; budget {target:,} BOPs ({target / int8:.3f} of 8-bit), {budget_text}. "
-        f"Each policy gets the same QAT ({args.qat_epochs} epochs, Adam {args.qat_lr}), test accuracy as mean +- std over "
-        f"{args.seeds} QAT seeds. Search time: wall time of `tfmc.gmpq.search` ({args.epochs} epochs, batch 32) on 2 shared CPU cores.",
-        "",
-        "| policy | search images | search time (s) | BOPs | of 8-bit | QAT test accuracy | bits per layer (w/a) |",
-        "|---|---:|---:|---:|---:|---:|---|",
-    ]
-    for label, samples, seconds, achieved, acc, std, policy, _ in rows:
-        lines.append(f"| {label} | {samples or '-'} | {seconds:.1f} | {achieved:,} | {achieved / int8:.3f} | "
-                     f"{acc:.4f} +- {std:.4f} | {bits_text(policy)} |")
-    small, full, ablation = rows[:3]
-    # (b) compares with the best uniform policy that costs at least as many BOPs as GMPQ's
-    eligible = [row for row in rows[3:] if row[3] >= small[3]]
-    reference = max(eligible or rows[3:], key=lambda row: row[4])
-    uniform_label = reference[0]
-    ratio = full[2] / small[2]
-    diff_a, err_a, _ = compare(small[7], full[7])
-    diff_b, err_b, sig_b = compare(small[7], reference[7])
-    diff_c, err_c, sig_c = compare(small[7], ablation[7])
-    met_a = ratio >= 5 and abs(diff_a) <= 0.5
-    met_b = diff_b > 0 and sig_b and small[3] <= reference[3]
-    met_c = diff_c > 0 and sig_c
-
-    def verdict(met, diff, significant):
-        if met:
-            return "met"
-        if diff == 0:
-            return "NOT met (no difference)"
-        if diff > 0:
-            return "NOT met (ahead, but by less than twice the standard error over QAT seeds)" if not significant else "NOT met"
-        return "NOT met (behind)" if significant else "NOT met (behind, within twice the standard error over QAT seeds)"
-
-    lines += [
-        "",
-        f"Differences are in accuracy points, +- one standard error over the {args.seeds} QAT seeds (one search per row).",
-        "",
-        f"- (a) search cost: {ratio:.1f}x less time on 10 % than on all the data; accuracy {diff_a:+.2f} +- {err_a:.2f} "
-        f"points. Goal (>= 5x, within 0.5 points): {'met' if met_a else 'NOT met'}.",
-        f"- (b) GMPQ 10 % vs {uniform_label}: {diff_b:+.2f} +- {err_b:.2f} points at {small[3] / reference[3]:.3f}x its BOPs. "
-        f"Goal (better at equal or lower BOPs): {verdict(met_b, diff_b, sig_b)}.",
-        f"- (c) attribution on vs off (lambda 20 vs 0): {diff_c:+.2f} +- {err_c:.2f} points. Goal (better): "
-        f"{verdict(met_c, diff_c, sig_c)}.",
-    ]
-    text = "\n".join(lines)
+            label for label, _ in uniforms)
+    text = section(args, rows, float_acc, target, int8, budget_text, ends, lambda p: bops.count_bops(model, p))
     print(text)
     if not args.no_write:
         write_section(f"bench_gmpq_{args.space}", text)
