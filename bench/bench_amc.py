@@ -1,8 +1,8 @@
 """AMC on the digits CNN at half the MACs: the searched policy vs uniform, "deep" and "shallow" heuristics.
 
 Run: .venv/bin/python bench/bench_amc.py [--episodes 300] [--warmup 100] [--seeds 3] [--train-epochs 20]
-                                         [--finetune-epochs 3] [--target 0.5] [--sigma-decays 0.95,0.99]
-                                         [--copies 4] [--no-write]
+                                         [--finetune-epochs 3] [--target 0.5] [--walls fill,paper]
+                                         [--sigma-decays 0.95] [--copies 4] [--no-write]
 
 The model is tfmc.models.digits_cnn (MobileNetV2-like: residual Adds couple
 the producers of a block's output, depthwise layers follow their input),
@@ -18,9 +18,12 @@ fine-tune. The heuristics keep the most channels that still fit the same
 MACs budget: uniform (one keep ratio), deep (keep ratio falls linearly with
 depth: deeper groups pruned more) and shallow (the reverse), as in He et
 al., AMC, ECCV 2018, section 4.1. Each AMC seed is a separate search, run
-once per exploration decay (0.95 per episode is the paper's: after about
-100 learning episodes the noise is gone and most episodes repeat one
-policy); fine-tuning seeds are shared by all policies.
+once per action wall (``paper``: the paper's, which only stops a policy
+from exceeding the budget; ``fill``: tfmc's default for the accuracy
+reward, which also makes every policy spend it) and per exploration decay
+(0.95 per episode is the paper's: after about 100 learning episodes the
+noise is gone and most episodes repeat one policy); fine-tuning seeds are
+shared by all policies.
 """
 import argparse
 import dataclasses
@@ -115,7 +118,9 @@ def main():
     parser.add_argument("--finetune-epochs", type=int, default=3)
     parser.add_argument("--finetune-lr", type=float, default=5e-4)
     parser.add_argument("--target", type=float, default=0.5)
-    parser.add_argument("--sigma-decays", default="0.95,0.99",
+    parser.add_argument("--walls", default="fill,paper",
+                        help="AMC runs with each action wall: fill (spend the whole budget) and/or paper")
+    parser.add_argument("--sigma-decays", default="0.95",
                         help="AMC runs with each exploration decay per episode (0.95: the paper's)")
     parser.add_argument("--copies", type=int, default=4,
                         help="augmented copies added to each split (0: the plain 1257/270/270 digits splits)")
@@ -139,20 +144,23 @@ def main():
                 "val": train.accuracy(base, dataset.x_val, dataset.y_val)}
 
     decays = [float(v) for v in args.sigma_decays.split(",")]
+    walls = args.walls.split(",")
+    variants = [(wall, decay) for wall in walls for decay in decays]
+    key = lambda wall, decay: f"amc:{wall}@{decay:g}"  # noqa: E731
     policies = {shape: heuristic_policy(cost, groups, limit, shape)[0] for shape in ("uniform", "deep", "shallow")}
-    scores = {name: [] for name in [*(f"amc@{d:g}" for d in decays), *policies]}
+    scores = {name: [] for name in [*(key(*v) for v in variants), *policies]}
     searches = []
-    for seed, decay in ((seed, decay) for seed in range(args.seeds) for decay in decays):
+    for seed, (wall, decay) in ((seed, v) for seed in range(args.seeds) for v in variants):
         with tempfile.TemporaryDirectory(prefix="bench_amc_") as out:
             started = time.perf_counter()
             result = amc.search(base, (dataset.x_val, dataset.y_val), target_macs=args.target, calib_data=calib,
                                 episodes=args.episodes, warmup=args.warmup, seed=seed, out_dir=out, progress=False,
-                                agent_config=amc.AgentConfig(sigma_decay=decay))
-            wall = time.perf_counter() - started
+                                agent_config=amc.AgentConfig(sigma_decay=decay), fill_budget=wall == "fill")
+            seconds = time.perf_counter() - started
         rows = result.history
         fresh = [r["seconds"] for r in rows if r["phase"] == "explore" and r["evaluated"]]
         repeat = [r["seconds"] for r in rows if r["phase"] == "explore" and not r["evaluated"]]
-        searches.append({"seed": seed, "decay": decay, "wall": wall, "policy": result.policy, "plain": result.plain_eval_seconds,
+        searches.append({"seed": seed, "decay": decay, "wall": wall, "seconds": seconds, "policy": result.policy, "plain": result.plain_eval_seconds,
                          "calibration": result.plain_calibration_seconds,
                          "warmup_median": float(np.median([r["seconds"] for r in rows if r["phase"] == "warmup"])),
                          "fresh_median": float(np.median(fresh)) if fresh else float("nan"),
@@ -160,9 +168,9 @@ def main():
                          "repeats": len(repeat) / max(len(fresh) + len(repeat), 1),
                          "mean": float(np.mean([r["seconds"] for r in rows])),
                          "best_episode": result.best_episode, "reward": result.best_reward})
-        scores[f"amc@{decay:g}"].append(evaluate(base, result.policy, dataset, calib, args.finetune_epochs, seed,
+        scores[key(wall, decay)].append(evaluate(base, result.policy, dataset, calib, args.finetune_epochs, seed,
                                                  args.finetune_lr))
-        if decay != decays[-1]:
+        if (wall, decay) != variants[-1]:
             continue
         for name, policy in policies.items():
             scores[name].append(evaluate(base, policy, dataset, calib, args.finetune_epochs, seed, args.finetune_lr))
@@ -171,8 +179,10 @@ def main():
 
     command = ("python bench/bench_amc.py " + f"--episodes {args.episodes} --warmup {args.warmup} --seeds {args.seeds} "
                f"--train-epochs {args.train_epochs} --finetune-epochs {args.finetune_epochs} --target {args.target} "
-               f"--sigma-decays {args.sigma_decays} --copies {args.copies}")
-    labels = {f"amc@{d:g}": f"AMC, sigma decay {d:g}{' (the paper)' if d == 0.95 else ''}" for d in decays}
+               f"--walls {args.walls} --sigma-decays {args.sigma_decays} --copies {args.copies}")
+    wall_names = {"fill": "filling wall (tfmc's default)", "paper": "the paper's wall"}
+    labels = {key(w, d): f"AMC, {wall_names[w]}" + (f", sigma decay {d:g}{' (the paper)' if d == 0.95 else ''}"
+                                                    if len(decays) > 1 else "") for w, d in variants}
     labels.update({"uniform": "uniform keep ratio", "deep": "deep (prune deeper more)",
                    "shallow": "shallow (prune shallower more)"})
     lines = [
@@ -184,9 +194,11 @@ def main():
         f"{cost.full:,} MACs, "
         f"{len(groups)} prunable channel groups; test accuracy {original['before']:.4f}. Budget: {args.target:g} of "
         f"the MACs ({int(limit):,}). AMC: {args.warmup} warm-up + {args.episodes} episodes per search, the paper's "
-        f"agent settings except where the exploration decay says otherwise, reward = "
+        f"agent settings (exploration decay {args.sigma_decays}), reward = "
         f"accuracy on the {len(dataset.x_val)}-image validation split, least-squares reconstruction from 500 "
-        f"training images, one search per seed. Every policy is applied by `tfmc.prune` with reconstruction and "
+        f"training images, one search per seed and action wall (the paper's wall only stops a policy from "
+        f"exceeding the budget; the filling wall, `fill_budget=True`, also keeps every policy spending it). "
+        f"Every policy is applied by `tfmc.prune` with reconstruction and "
         f"scored on the {len(dataset.x_test)}-image test split before and after {args.finetune_epochs} epochs of "
         f"fine-tuning (Adam {args.finetune_lr:g}, cosine); mean +- std over {args.seeds} seeds.",
         "",
@@ -198,7 +210,7 @@ def main():
         fmt = lambda key: f"{np.mean([r[key] for r in runs]):.4f} +- {np.std([r[key] for r in runs]):.4f}"  # noqa: E731
         lines.append(f"| {labels[name]} | {macs:.3f} | {fmt('before')} | {fmt('after')} | {fmt('val')} |")
     lines += ["", "Kept channels per group (AMC per seed, then the heuristics):", ""]
-    lines += kept_channels_table(groups, [(f"AMC decay {s['decay']:g}, seed {s['seed']} (best at episode "
+    lines += kept_channels_table(groups, [(f"{labels[key(s['wall'], s['decay'])]}, seed {s['seed']} (best at episode "
                                            f"{s['best_episode']})", s["policy"])
                                           for s in searches] + [(labels[n], p) for n, p in policies.items()])
     lines += ["", "Search cost. A plain evaluation is the unpruned model on the reward set through the search's traced "
@@ -206,26 +218,26 @@ def main():
               "sequential least-squares refit, so the reward is that of the model `tfmc.prune` builds) and solves "
               "the refits. Policies seen before are not evaluated again. Every episode also runs the agent, its DDPG "
               "updates and a checkpoint. Goal: learning episode / plain evaluation <= 1.5.", "",
-              "| sigma decay | seed | search wall (s) | plain eval. (ms) | calibration pass (ms) | warm-up episode (ms) | "
+              "| wall | sigma decay | seed | search time (s) | plain eval. (ms) | calibration pass (ms) | warm-up episode (ms) | "
               "learning episode, new policy (ms) | learning episode, repeat (ms) | repeats | mean episode (ms) | "
               "new policy / plain eval. | new policy / (plain eval. + calibration pass) | mean episode / plain eval. |",
-              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for s in searches:
         plain, calibration = s["plain"], s["calibration"]
-        lines.append(f"| {s['decay']:g} | {s['seed']} | {s['wall']:.1f} | {plain * 1e3:.1f} | {calibration * 1e3:.1f} | "
+        lines.append(f"| {s['wall']} | {s['decay']:g} | {s['seed']} | {s['seconds']:.1f} | {plain * 1e3:.1f} | {calibration * 1e3:.1f} | "
                      f"{s['warmup_median'] * 1e3:.1f} | {s['fresh_median'] * 1e3:.1f} | {s['repeat_median'] * 1e3:.1f} | "
                      f"{s['repeats']:.0%} | {s['mean'] * 1e3:.1f} | {s['fresh_median'] / plain:.2f} | "
                      f"{s['fresh_median'] / (plain + calibration):.2f} | {s['mean'] / plain:.2f} |")
     uniform_before, uniform_after = (np.mean([r[k] for r in scores["uniform"]]) for k in ("before", "after"))
     error = lambda values: np.std(values, ddof=1) / np.sqrt(len(values)) if len(values) > 1 else float("nan")  # noqa: E731
     lines.append("")
-    for decay in decays:
-        runs = scores[f"amc@{decay:g}"]
+    for variant in variants:
+        runs = scores[key(*variant)]
         amc_before, amc_after = (np.array([r[k] for r in runs]) for k in ("before", "after"))
         gap_before, gap_after = amc_before.mean() - uniform_before, amc_after.mean() - uniform_after
         clear = gap_before > 2 * error(amc_before) and gap_before >= 0.005
         not_worse = gap_after >= -2 * error(amc_after)
-        lines.append(f"{labels[f'amc@{decay:g}']} minus uniform: {100 * gap_before:+.2f} points before fine-tuning "
+        lines.append(f"{labels[key(*variant)]} minus uniform: {100 * gap_before:+.2f} points before fine-tuning "
                      f"(standard error of AMC's mean over seeds {100 * error(amc_before):.2f}), {100 * gap_after:+.2f} "
                      f"after ({100 * error(amc_after):.2f}). Goal \"beats uniform by a clear margin before "
                      f"fine-tuning\" (taken as at least 0.5 points and two standard errors): "

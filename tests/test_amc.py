@@ -224,6 +224,44 @@ def test_refit_kernels_read_nothing_from_dropped_channels(chain):
     assert np.all(kernel[:, :, dropped, :] == 0) and np.any(kernel[:, :, ~dropped, :] != 0)
 
 
+
+def test_the_filling_wall_makes_every_policy_spend_the_budget(residual):
+    analysis = ChannelGraph(residual)
+    cost = CostModel(analysis, "macs")
+    budget = make_budget(cost, 0.5, 0.2)
+    env = PruningEnv(analysis, cost, budget, evaluate=lambda counts: 0.0, fill_budget=True)
+    wall = env.wall
+    for actions in ([0.2, 0.2, 0.2], [0.3, 1.0, 0.2], [1.0, 1.0, 1.0], [0.5, 0.2, 0.6]):
+        _walk(env, actions)
+        counts = env.last_episode["counts"]
+        assert env.last_episode["cost"] <= budget.limit
+        last = env.groups[-1].name  # the last group takes the most the budget allows
+        assert counts[last] == wall.max_count({k: v for k, v in counts.items() if k != last}, last)
+    # min_count is the smallest count that, with every later group whole, reaches the limit
+    need = wall.min_count({"stem": 8}, "block_a")
+    candidates = wall.candidates["block_a"]
+    assert cost.total({"stem": 8, "block_a": need}) >= budget.limit
+    assert need == candidates[0] or cost.total({"stem": 8, "block_a": candidates[candidates.index(need) - 1]}) < budget.limit
+    _walk(env, [0.2, 0.2, 0.2])
+    plain = PruningEnv(analysis, cost, budget, evaluate=lambda counts: 0.0)
+    _walk(plain, [0.2, 0.2, 0.2])
+    assert plain.last_episode["cost"] < env.last_episode["cost"]
+    assert plain.last_episode["counts"] == {g.name: wall.candidates[g.name][0] for g in plain.groups}
+
+
+def test_the_filling_wall_is_on_for_the_accuracy_reward_only(residual):
+    x, y = _reward_set()
+    acc = amc.search(residual, (x, y), target_macs=0.5, seed=1, **FAST)
+    flops = amc.search(residual, (x, y), target_macs=0.5, seed=1, reward="acc_flops", **FAST)
+    assert acc.policy.metadata["fill_budget"] is True and flops.policy.metadata["fill_budget"] is False
+    analysis = ChannelGraph(residual)
+    wall = ActionWall(CostModel(analysis, "macs"), make_budget(CostModel(analysis, "macs"), 0.5, 0.2),
+                      [g for g in analysis.groups if g.prunable], 0.2)
+    for row in acc.history:  # no episode could have kept more of its last group
+        others = {k: v for k, v in row["channels"].items() if k != "proj"}
+        assert row["channels"]["proj"] == wall.max_count(others, "proj")
+
+
 @pytest.fixture(scope="module")
 def uninterrupted(residual, tmp_path_factory):
     out = tmp_path_factory.mktemp("amc") / "whole"

@@ -262,7 +262,9 @@ class ActionWall:
 
     Before group t's count is fixed, every later group is assumed pruned to
     ``lbound``; group t then gets the largest count it asked for that keeps
-    the total within the limit. Working on the discrete counts (after
+    the total within the limit. ``min_count`` is the opposite wall, for
+    searches that must spend the whole budget: the count below which the
+    later groups, even kept whole, could not bring the total up to it. Working on the discrete counts (after
     rounding to ``round_to``) rather than on the continuous ratio means the
     rounding can never push a policy over the budget.
 
@@ -298,4 +300,25 @@ class ActionWall:
         while lo > 0 and self.cost_model.total(counts) > self.budget.limit:  # float sums in another order
             lo -= 1
             counts[group] = candidates[lo]
+        return candidates[lo]
+
+    def min_count(self, decided, group):
+        """The smallest count of ``group`` with which the policy can still spend the whole budget.
+
+        Every later group is assumed kept whole; below the returned count
+        even that would leave part of the limit unused. Returns the largest
+        candidate when no count reaches the limit (the caller caps it with
+        ``max_count``).
+        """
+        counts = dict(decided)  # groups not named keep all their channels
+        candidates = self.candidates[group]
+        rest = self.cost_model.independent_of(counts, group)
+        lo, hi = 0, len(candidates) - 1
+        while lo < hi:
+            mid = (lo + hi) // 2
+            counts[group] = candidates[mid]
+            if rest + self.cost_model.depending_on(counts, (group,)) >= self.budget.limit:
+                hi = mid
+            else:
+                lo = mid + 1
         return candidates[lo]

@@ -77,6 +77,10 @@ class PruningEnv(py_environment.PyEnvironment):
       evaluate: function {group: kept count} -> reward (float).
       lbound: the smallest keep ratio.
       round_to: kept channel counts are multiples of this.
+      fill_budget: also clamp from below (``ActionWall.min_count``), so that
+        every policy spends the budget up to the rounding of the last
+        group; useful when the reward only measures accuracy, where an
+        unspent budget is wasted.
 
     Attributes:
       groups: the prunable ChannelGroups, in step order.
@@ -90,7 +94,7 @@ class PruningEnv(py_environment.PyEnvironment):
       ...     step = env.step(np.array([0.5], np.float32))
     """
 
-    def __init__(self, analysis, cost_model, budget, evaluate, lbound=0.2, round_to=8):
+    def __init__(self, analysis, cost_model, budget, evaluate, lbound=0.2, round_to=8, fill_budget=False):
         super().__init__()
         self.analysis = analysis
         self.groups = [g for g in analysis.groups if g.prunable]
@@ -102,6 +106,7 @@ class PruningEnv(py_environment.PyEnvironment):
         self.evaluate = evaluate
         self.lbound = float(lbound)
         self.round_to = int(round_to)
+        self.fill_budget = bool(fill_budget)
         self.wall = ActionWall(cost_model, budget, self.groups, self.lbound, self.round_to)
         self.static = min_max(layer_features(analysis, self.groups)).astype(np.float32)
         self._observation_spec = array_spec.BoundedArraySpec((len(FEATURES),), np.float32, 0.0, 1.0, "observation")
@@ -139,9 +144,10 @@ class PruningEnv(py_environment.PyEnvironment):
         ratio = float(np.clip(np.asarray(action, dtype=np.float64).reshape(-1)[0], self.lbound, 1.0))
         count = kept_channels(group.channels, ratio, self.round_to)
         allowed = self.wall.max_count(self._counts, group.name)
-        if count > allowed:
-            count = allowed
-            ratio = max(allowed / group.channels, self.lbound)
+        needed = min(self.wall.min_count(self._counts, group.name), allowed) if self.fill_budget else 0
+        if not needed <= count <= allowed:
+            count = min(max(count, needed), allowed)
+            ratio = max(count / group.channels, self.lbound)
         self._counts[group.name] = count
         self._ratios[group.name] = ratio
         self._previous = self.last_action = ratio

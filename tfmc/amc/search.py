@@ -206,7 +206,8 @@ def _policy(groups, counts, round_to, metadata):
 
 def search(model, val_data, *, target_macs=None, target_params=None, target_latency_ms=None, latency_table=None,
            calib_data=None, reward="acc", episodes=300, warmup=100, lbound=0.2, round_to=8, out_dir=None,
-           resume=False, seed=0, progress=True, stop_after=None, agent_config=None, max_calib_images=3000):
+           resume=False, seed=0, progress=True, stop_after=None, agent_config=None, max_calib_images=3000,
+           fill_budget=None):
     """Search per-group keep ratios under a hard budget with a DDPG agent (He et al., AMC, ECCV 2018).
 
     Each episode walks the prunable channel groups in topological order; the
@@ -254,6 +255,12 @@ def search(model, val_data, *, target_macs=None, target_params=None, target_late
         (the checkpoint lets a later call with ``resume=True`` go on).
       agent_config: an AgentConfig (default: the paper's settings).
       max_calib_images: calibration images used for reconstruction.
+      fill_budget: clamp each keep ratio from below too, so that every
+        policy spends the whole budget (up to channel rounding): the paper's
+        wall only stops a policy from exceeding it, and with random actions
+        many warm-up policies then leave part of it unused, which an
+        accuracy reward can only punish. None (default): on for
+        ``reward="acc"``, off for the other rewards, which pay for saving.
 
     Returns:
       SearchResult.
@@ -288,6 +295,7 @@ def search(model, val_data, *, target_macs=None, target_params=None, target_late
     macs_model = cost_model if metric == "macs" else CostModel(analysis, "macs")
     params_model = cost_model if metric == "params" else CostModel(analysis, "params")
     config = agent_config or AgentConfig()
+    fill_budget = reward_name == "acc" if fill_budget is None else bool(fill_budget)
     calib = None if calib_data is None else np.asarray(calib_data, np.float32)[:max_calib_images]
     fingerprint = {
         "model": model.name, "weights": _digest(*model.get_weights()),
@@ -295,6 +303,7 @@ def search(model, val_data, *, target_macs=None, target_params=None, target_late
         "budget": {"metric": metric, "target": float(target)}, "lbound": float(lbound), "round_to": int(round_to),
         "reward": reward_name, "reward_set": _digest(x_val, y_val),
         "calibration": None if calib is None else _digest(calib), "seed": int(seed), "warmup": int(warmup),
+        "fill_budget": fill_budget,
         "agent": config.as_dict(),
     }
     if metric == "latency":
@@ -356,7 +365,8 @@ def search(model, val_data, *, target_macs=None, target_params=None, target_late
         scored["last"] = value, accuracy, macs, params, was_nan, fresh
         return value
 
-    env = PruningEnv(analysis, cost_model, budget, evaluate=evaluate, lbound=lbound, round_to=round_to)
+    env = PruningEnv(analysis, cost_model, budget, evaluate=evaluate, lbound=lbound, round_to=round_to,
+                     fill_budget=fill_budget)
     agent = AmcAgent(env.observation_spec(), env.action_spec(), config, seed=seed)
     history, best = [], None
     if pointer is not None:
@@ -423,7 +433,7 @@ def search(model, val_data, *, target_macs=None, target_params=None, target_late
         "kept_channels": dict(best["counts"]), "channels": {g.name: g.channels for g in groups},
         "macs": best["macs"], "params": best["params"], "cost": best["cost"],
         "reward": reward_name, "reward_value": best["reward"], "reward_accuracy": best["accuracy"],
-        "episode": best["episode"], "seed": int(seed),
+        "episode": best["episode"], "seed": int(seed), "fill_budget": fill_budget,
     })
     result = SearchResult(
         policy=policy, history=history, best_reward=best["reward"], best_accuracy=best["accuracy"],
