@@ -322,8 +322,15 @@ def test_a_stopped_search_resumes_to_the_uninterrupted_result(uninterrupted, res
 _KILLED_RUN = """
 import sys
 sys.path.insert(0, {tests!r})
+import time
 import tfmc, numpy as np, tiny_models
 from tfmc import amc
+searching = sys.modules["tfmc.amc.search"]
+checkpoint = searching._Outputs.checkpoint
+def slow_checkpoint(*args, **kwargs):  # leaves the test time to see each count before the run can finish
+    checkpoint(*args, **kwargs)
+    time.sleep(0.3)
+searching._Outputs.checkpoint = slow_checkpoint
 x = tiny_models.images(48, seed=3)
 amc.search(tiny_models.residual_cnn(), (x, np.arange(48) % 10), target_macs=0.5,
            calib_data=tiny_models.images(32, seed=5), out_dir={out!r}, seed=7, episodes=4, warmup=2, progress=False)
