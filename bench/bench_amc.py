@@ -18,9 +18,9 @@ fine-tune. The heuristics keep the most channels that still fit the same
 MACs budget: uniform (one keep ratio), deep (keep ratio falls linearly with
 depth: deeper groups pruned more) and shallow (the reverse), as in He et
 al., AMC, ECCV 2018, section 4.1. Each AMC seed is a separate search, run
-once per action wall (``paper``: the paper's, which only stops a policy
-from exceeding the budget; ``fill``: tfmc's default for the accuracy
-reward, which also makes every policy spend it) and per exploration decay
+once per action wall (``paper``: the paper's and tfmc's default, which
+only stops a policy from exceeding the budget; ``fill``:
+``fill_budget=True``, which also makes every policy spend it) and per exploration decay
 (0.95 per episode is the paper's: after about 100 learning episodes the
 noise is gone and most episodes repeat one policy); fine-tuning seeds are
 shared by all policies.
@@ -180,7 +180,7 @@ def main():
     command = ("python bench/bench_amc.py " + f"--episodes {args.episodes} --warmup {args.warmup} --seeds {args.seeds} "
                f"--train-epochs {args.train_epochs} --finetune-epochs {args.finetune_epochs} --target {args.target} "
                f"--walls {args.walls} --sigma-decays {args.sigma_decays} --copies {args.copies}")
-    wall_names = {"fill": "filling wall (tfmc's default)", "paper": "the paper's wall"}
+    wall_names = {"fill": "filling wall (`fill_budget=True`)", "paper": "the paper's wall (the default)"}
     labels = {key(w, d): f"AMC, {wall_names[w]}" + (f", sigma decay {d:g}{' (the paper)' if d == 0.95 else ''}"
                                                     if len(decays) > 1 else "") for w, d in variants}
     labels.update({"uniform": "uniform keep ratio", "deep": "deep (prune deeper more)",

@@ -249,11 +249,11 @@ def test_the_filling_wall_makes_every_policy_spend_the_budget(residual):
     assert plain.last_episode["counts"] == {g.name: wall.candidates[g.name][0] for g in plain.groups}
 
 
-def test_the_filling_wall_is_on_for_the_accuracy_reward_only(residual):
+def test_a_search_with_the_filling_wall_spends_the_budget_in_every_episode(residual):
     x, y = _reward_set()
-    acc = amc.search(residual, (x, y), target_macs=0.5, seed=1, **FAST)
-    flops = amc.search(residual, (x, y), target_macs=0.5, seed=1, reward="acc_flops", **FAST)
-    assert acc.policy.metadata["fill_budget"] is True and flops.policy.metadata["fill_budget"] is False
+    paper = amc.search(residual, (x, y), target_macs=0.5, seed=1, **FAST)
+    acc = amc.search(residual, (x, y), target_macs=0.5, seed=1, fill_budget=True, **FAST)
+    assert paper.policy.metadata["fill_budget"] is False and acc.policy.metadata["fill_budget"] is True
     analysis = ChannelGraph(residual)
     wall = ActionWall(CostModel(analysis, "macs"), make_budget(CostModel(analysis, "macs"), 0.5, 0.2),
                       [g for g in analysis.groups if g.prunable], 0.2)

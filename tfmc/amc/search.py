@@ -207,7 +207,7 @@ def _policy(groups, counts, round_to, metadata):
 def search(model, val_data, *, target_macs=None, target_params=None, target_latency_ms=None, latency_table=None,
            calib_data=None, reward="acc", episodes=300, warmup=100, lbound=0.2, round_to=8, out_dir=None,
            resume=False, seed=0, progress=True, stop_after=None, agent_config=None, max_calib_images=3000,
-           fill_budget=None):
+           fill_budget=False):
     """Search per-group keep ratios under a hard budget with a DDPG agent (He et al., AMC, ECCV 2018).
 
     Each episode walks the prunable channel groups in topological order; the
@@ -256,11 +256,11 @@ def search(model, val_data, *, target_macs=None, target_params=None, target_late
       agent_config: an AgentConfig (default: the paper's settings).
       max_calib_images: calibration images used for reconstruction.
       fill_budget: clamp each keep ratio from below too, so that every
-        policy spends the whole budget (up to channel rounding): the paper's
-        wall only stops a policy from exceeding it, and with random actions
-        many warm-up policies then leave part of it unused, which an
-        accuracy reward can only punish. None (default): on for
-        ``reward="acc"``, off for the other rewards, which pay for saving.
+        policy spends the whole budget (up to channel rounding). The
+        paper's wall (the default) only stops a policy from exceeding it,
+        and with random actions many warm-up policies then leave part of it
+        unused, which the accuracy reward can only punish. Meant for
+        ``reward="acc"``; the other rewards pay for saving.
 
     Returns:
       SearchResult.
@@ -295,7 +295,7 @@ def search(model, val_data, *, target_macs=None, target_params=None, target_late
     macs_model = cost_model if metric == "macs" else CostModel(analysis, "macs")
     params_model = cost_model if metric == "params" else CostModel(analysis, "params")
     config = agent_config or AgentConfig()
-    fill_budget = reward_name == "acc" if fill_budget is None else bool(fill_budget)
+    fill_budget = bool(fill_budget)
     calib = None if calib_data is None else np.asarray(calib_data, np.float32)[:max_calib_images]
     fingerprint = {
         "model": model.name, "weights": _digest(*model.get_weights()),

@@ -1,5 +1,4 @@
 """`tfmc prune MODEL`: remove channels by given keep ratios, or search them with AMC."""
-import argparse
 import os
 
 _TARGETS = ("target_macs", "target_params", "target_latency_ms")
@@ -45,9 +44,9 @@ def add_search_arguments(parser):
     group.add_argument("--lbound", type=float, default=0.2, help="smallest keep ratio of a group (default 0.2)")
     group.add_argument("--sigma-decay", type=float, default=0.95,
                        help="exploration noise decay per learning episode (default 0.95, the paper's)")
-    group.add_argument("--fill-budget", action=argparse.BooleanOptionalAction, default=None,
+    group.add_argument("--fill-budget", action="store_true",
                        help="clamp keep ratios from below too, so every policy spends the whole budget "
-                            "(default: on for --reward acc, off for the rewards that pay for saving)")
+                            "(for --reward acc; default: the paper's wall alone)")
     group.add_argument("--finetune-epochs", type=int, default=0, help="fine-tune the pruned model this many epochs")
     group.add_argument("--finetune-lr", type=float, default=1e-3, help="fine-tuning learning rate, Adam (default 1e-3)")
     group.add_argument("--resume", action="store_true", help="continue the search checkpointed in --out")
