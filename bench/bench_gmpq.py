@@ -117,12 +117,25 @@ def run_trials(model, dataset, args, target, fixed, searches, uniforms):
     return rows
 
 
-def significance(diff, significant):
+def trials_needed(diff, error, trials, margin=0.0):
+    """Trials at which a mean difference would clear ``margin`` by two standard errors.
+
+    ``diff`` has the standard error ``error`` over ``trials``; the per-trial
+    spread is assumed to stay as it is. None when the mean is not past the margin.
+    """
+    gap = diff - margin
+    return int(np.ceil((2 * error * np.sqrt(trials) / gap) ** 2)) if gap > 0 and np.isfinite(error) else None
+
+
+def significance(diff, error, significant, trials):
     """How a difference that is not a met goal reads."""
     if diff == 0:
         return "no difference"
     if diff > 0:
-        return "ahead" if significant else "ahead, by less than two standard errors"
+        if significant:
+            return "ahead"
+        return (f"ahead, by less than two standard errors; about {trials_needed(diff, error, trials)} trials "
+                f"at this mean and spread would reach them")
     return "behind" if significant else "behind, within two standard errors"
 
 
@@ -147,7 +160,8 @@ def verdicts(rows, budget_bops):
         text_a = "NOT met (more than 0.5 points behind)"
     else:
         text_a = (f"NOT met (the mean is within 0.5 points, but the mean minus two standard errors is "
-                  f"{diff_a - 2 * err_a:+.2f})")
+                  f"{diff_a - 2 * err_a:+.2f}; about {trials_needed(diff_a, err_a, len(small.scores), -0.5)} trials "
+                  f"at this mean and spread would keep it within)")
     met_b = diff_b > 0 and sig_b and small_bops <= budget_bops(reference.policies[0])
     met_c = diff_c > 0 and sig_c
     return [
@@ -156,15 +170,19 @@ def verdicts(rows, budget_bops):
         f"- (b) GMPQ 10 % vs {reference.label}: {diff_b:+.2f} +- {err_b:.2f} points at "
         f"{small_bops / budget_bops(reference.policies[0]):.3f}x its BOPs (the most any trial's policy used). "
         f"Goal (better at equal or lower BOPs, by more than two standard errors): "
-        f"{'met' if met_b else 'NOT met (' + significance(diff_b, sig_b) + ')'}.",
+        f"{'met' if met_b else 'NOT met (' + significance(diff_b, err_b, sig_b, len(small.scores)) + ')'}.",
         f"- (c) attribution on vs off (lambda 20 vs 0): {diff_c:+.2f} +- {err_c:.2f} points. Goal (better, by more "
-        f"than two standard errors): {'met' if met_c else 'NOT met (' + significance(diff_c, sig_c) + ')'}.",
+        f"than two standard errors): "
+        f"{'met' if met_c else 'NOT met (' + significance(diff_c, err_c, sig_c, len(small.scores)) + ')'}.",
     ]
 
 
-def section(args, rows, float_acc, target, int8, budget_text, ends, budget_bops):
-    """The BENCHMARKS.md section: command, set-up, table, per-trial policies and the verdicts."""
-    held = "validation + test splits, 540 images"
+def section(args, rows, float_acc, target, int8, budget_text, ends, budget_bops, evaluated):
+    """The BENCHMARKS.md section: command, set-up, table, per-trial policies and the verdicts.
+
+    ``evaluated`` is the number of held-out images the accuracies are read on.
+    """
+    held = f"validation + test splits, {evaluated} images"
     lines = [
         f"## Mixed precision (GMPQ), space `{args.space}`",
         "",
@@ -194,7 +212,12 @@ def section(args, rows, float_acc, target, int8, budget_text, ends, budget_bops)
         lines += ["", "Searched policies of the other trials:", ""]
         lines += [f"- {row.label}, trial {t}: {bits_text(p)}" for row in searched for t, p in
                   enumerate(row.policies) if t]
-    lines += ["", f"Differences: mean of the per-trial differences in accuracy points, +- its standard error over "
+    means = [np.mean(row.scores) for row in rows]
+    spreads = [100 * np.std(row.scores, ddof=1) for row in rows] if args.seeds > 1 else [0.0]
+    lines += ["", f"Room left: float {float_acc:.4f}; after QAT the rows' means span {min(means):.4f} to "
+              f"{max(means):.4f} ({round((max(means) - min(means)) * evaluated)} of {evaluated} images), and one row's "
+              f"accuracy spreads {min(spreads):.2f} to {max(spreads):.2f} points (std) over trials.",
+              "", f"Differences: mean of the per-trial differences in accuracy points, +- its standard error over "
               f"the {args.seeds} trials (search and QAT spread together).", ""]
     return "\n".join(lines + verdicts(rows, budget_bops))
 
@@ -237,7 +260,8 @@ def main():
     else:
         budget_text = f"--budget-fraction {args.budget_fraction} of 8-bit, between " + " and ".join(
             label for label, _ in uniforms)
-    text = section(args, rows, float_acc, target, int8, budget_text, ends, lambda p: bops.count_bops(model, p))
+    text = section(args, rows, float_acc, target, int8, budget_text, ends, lambda p: bops.count_bops(model, p),
+                   len(held_out(dataset)[1]))
     print(text)
     if not args.no_write:
         write_section(f"bench_gmpq_{args.space}", text)
