@@ -311,6 +311,11 @@ def test_a_stopped_search_resumes_to_the_uninterrupted_result(uninterrupted, res
         amc.search(residual, (x, y), **args)
     with pytest.raises(ValueError, match=r"holds a different AMC search \(it differs in: budget, seed\); refusing"):
         amc.search(residual, (x, y), resume=True, **dict(args, seed=8, target_macs=0.6))
+    pointer = json.loads((tmp_path / "checkpoint.json").read_text())  # as written before these settings existed
+    del pointer["fingerprint"]["fill_budget"], pointer["fingerprint"]["agent"]["warmup_actions"]
+    (tmp_path / "checkpoint.json").write_text(json.dumps(pointer))
+    with pytest.raises(ValueError, match=r"it differs in: fill_budget\); refusing"):
+        amc.search(residual, (x, y), resume=True, fill_budget=True, **args)
     with open(tmp_path / "history.jsonl", "a") as journal:  # as if killed after an append, before its checkpoint
         journal.write('{"episode": 4, "torn": tru')
     resumed = amc.search(residual, (x, y), resume=True, **args)
@@ -392,6 +397,25 @@ def test_the_numpy_actor_computes_the_tf_agents_actor(residual):
     reference = agent.ddpg._actor_network(observations, step_type=(), training=False)[0].numpy().reshape(-1)
     np.testing.assert_allclose([agent.actor_action(o) for o in observations], reference, rtol=1e-5)
     assert np.all((0.2 <= reference) & (reference <= 1.0))
+
+
+def test_warm_up_actions_are_uniform_or_the_papers_noise_around_the_actor(residual):
+    from tfmc.amc.agent import truncated_normal
+
+    analysis = ChannelGraph(residual)
+    cost = CostModel(analysis, "macs")
+    env = PruningEnv(analysis, cost, make_budget(cost, 0.5, 0.2), evaluate=lambda counts: 0.0)
+    observation = np.full(11, 0.5, np.float32)
+    uniform = amc.AmcAgent(env.observation_spec(), env.action_spec(), amc.AgentConfig(), seed=3)
+    noise = amc.AmcAgent(env.observation_spec(), env.action_spec(), amc.AgentConfig(warmup_actions="noise"), seed=3)
+    draws = np.random.default_rng(3)
+    assert uniform.act(observation, episode=0, warmup=100) == draws.uniform(uniform.low, uniform.high)
+    draws = np.random.default_rng(3)
+    assert noise.act(observation, episode=0, warmup=100) == truncated_normal(
+        draws, noise.actor_action(observation), 0.5, noise.low, noise.high)
+    assert noise.sigma(0, 100) == noise.sigma(99, 100) == 0.5  # no decay before learning starts
+    with pytest.raises(ValueError, match="warmup_actions must be 'uniform' or 'noise', got 'gauss'"):
+        amc.AgentConfig(warmup_actions="gauss")
 
 
 def test_calibration_images_beyond_one_fitting_batch_are_cut_with_a_warning(chain, monkeypatch):

@@ -22,7 +22,8 @@ def searched(saved_model, tmp_path_factory):
     path, _ = saved_model
     out = tmp_path_factory.mktemp("amc_cli") / "run"
     argv = ["prune", path, "--target-macs", "0.5", "--data", "digits", "--out", str(out), "--episodes", "2",
-            "--warmup", "2", "--finetune-epochs", "1", "--calib-images", "64", "--fill-budget", "--no-progress"]
+            "--warmup", "2", "--finetune-epochs", "1", "--calib-images", "64", "--fill-budget",
+            "--warmup-actions", "noise", "--no-progress"]
     return cli.main(argv), out, argv
 
 
@@ -37,6 +38,7 @@ def test_search_applies_fine_tunes_and_saves(searched, saved_model, capsys):
     policy = json.loads((out / "best_policy.json").read_text())
     assert tfmc.count_macs(small) == policy["metadata"]["macs"] <= 0.5 * tfmc.count_macs(model)
     assert policy["metadata"]["fill_budget"] is True
+    assert json.loads((out / "checkpoint.json").read_text())["fingerprint"]["agent"]["warmup_actions"] == "noise"
     assert {name: small.get_layer(name).filters for name in ("conv1", "conv2", "conv3")} == {
         name: policy["metadata"]["kept_channels"][name] for name in ("conv1", "conv2", "conv3")}
     summary = (out / "summary.md").read_text()

@@ -5,7 +5,8 @@ code): actor and critic with two hidden layers of 300 units (the critic takes
 the action at its second layer), Adam with learning rates 1e-4 (actor) and
 1e-3 (critic), soft target updates with tau 0.01, discount 1, batches of 64
 from a replay buffer of 2000 transitions, warm-up episodes of uniform random
-actions, then a truncated normal around the actor's action whose sigma
+actions (the authors' code; ``warmup_actions="noise"``: the paper's sigma-0.5
+noise), then a truncated normal around the actor's action whose sigma
 starts at 0.5 and decays by 0.95 per episode. Every transition of an episode
 carries the episode's reward minus a moving-average baseline: by default an
 average over episodes (decay 0.5); ``AgentConfig(baseline="batch")`` moves it
@@ -40,10 +41,15 @@ class AgentConfig:
     # "episode": the average moves with each episode's reward; "batch": with each sampled batch's mean reward
     # (the authors' code, which averages over the replay buffer rather than the latest episodes)
     baseline: str = "episode"
+    # "uniform": warm-up actions uniform in [lbound, 1] (the authors' code); "noise": the learning phase's
+    # truncated normal around the (untrained) actor with sigma 0.5 (the paper)
+    warmup_actions: str = "uniform"
 
     def __post_init__(self):
         if self.baseline not in ("episode", "batch"):
             raise ValueError(f"baseline must be 'episode' or 'batch', got {self.baseline!r}")
+        if self.warmup_actions not in ("uniform", "noise"):
+            raise ValueError(f"warmup_actions must be 'uniform' or 'noise', got {self.warmup_actions!r}")
 
     def as_dict(self):
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
@@ -158,8 +164,8 @@ class AmcAgent:
         return self.config.sigma * self.config.sigma_decay ** max(episode - warmup, 0)
 
     def act(self, observation, episode, warmup):
-        """The keep ratio to try: uniform in warm-up, else the actor's plus truncated-normal noise."""
-        if episode < warmup:
+        """The keep ratio to try: uniform in warm-up (by default), else the actor's plus truncated-normal noise."""
+        if episode < warmup and self.config.warmup_actions == "uniform":
             return float(self.rng.uniform(self.low, self.high))
         return truncated_normal(self.rng, self.actor_action(observation), self.sigma(episode, warmup), self.low,
                                 self.high)

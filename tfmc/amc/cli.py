@@ -53,7 +53,8 @@ def run_search(args):
             target_latency_ms=args.target_latency_ms, latency_table=table, calib_data=calib, reward=args.reward,
             episodes=args.episodes, warmup=args.warmup, lbound=args.lbound, round_to=args.round_to, out_dir=args.out,
             resume=args.resume, seed=args.seed, progress=not args.no_progress,
-            agent_config=amc.AgentConfig(sigma_decay=args.sigma_decay), fill_budget=args.fill_budget,
+            agent_config=amc.AgentConfig(sigma_decay=args.sigma_decay, warmup_actions=args.warmup_actions),
+            fill_budget=args.fill_budget,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None

@@ -317,8 +317,8 @@ def search(model, val_data, *, target_macs=None, target_params=None, target_late
         if pointer.get("format") != _FORMAT:
             raise ValueError(f"{outputs.dir} holds an AMC search written in format {pointer.get('format')!r} "
                              f"(this tfmc writes {_FORMAT!r}); it cannot be resumed: choose another folder")
-        differs = sorted(k for k in set(fingerprint) | set(pointer["fingerprint"])
-                         if fingerprint.get(k) != pointer["fingerprint"].get(k))
+        stored = _with_later_defaults(pointer["fingerprint"])
+        differs = sorted(k for k in set(fingerprint) | set(stored) if fingerprint.get(k) != stored.get(k))
         if differs:
             raise ValueError(f"{outputs.dir} holds a different AMC search (it differs in: {', '.join(differs)}); "
                              "refusing to resume it")
@@ -448,6 +448,15 @@ def search(model, val_data, *, target_macs=None, target_params=None, target_late
         plots.plot_keep_ratios(policy, os.path.join(outputs.dir, "keep_ratios.png"))
         plots.plot_rewards(history, os.path.join(outputs.dir, "rewards.png"))
     return result
+
+
+def _with_later_defaults(fingerprint):
+    """A stored fingerprint with the settings added since format 2 at their defaults (its search ran with them)."""
+    fingerprint = dict(fingerprint)
+    fingerprint.setdefault("fill_budget", False)
+    if isinstance(fingerprint.get("agent"), dict):
+        fingerprint["agent"] = {**AgentConfig().as_dict(), **fingerprint["agent"]}
+    return fingerprint
 
 
 def _policy_key(counts):

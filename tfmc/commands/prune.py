@@ -44,6 +44,9 @@ def add_search_arguments(parser):
     group.add_argument("--lbound", type=float, default=0.2, help="smallest keep ratio of a group (default 0.2)")
     group.add_argument("--sigma-decay", type=float, default=0.95,
                        help="exploration noise decay per learning episode (default 0.95, the paper's)")
+    group.add_argument("--warmup-actions", choices=["uniform", "noise"], default="uniform",
+                       help="warm-up actions: uniform in [lbound, 1] (the authors' code, default) or the paper's "
+                            "sigma-0.5 noise around the untrained actor")
     group.add_argument("--fill-budget", action="store_true",
                        help="clamp keep ratios from below too, so every policy spends the whole budget "
                             "(for --reward acc; default: the paper's wall alone)")
