@@ -416,6 +416,24 @@ def test_warm_up_actions_are_uniform_or_the_papers_noise_around_the_actor(residu
     assert noise.sigma(0, 100) == noise.sigma(99, 100) == 0.5  # no decay before learning starts
     with pytest.raises(ValueError, match="warmup_actions must be 'uniform' or 'noise', got 'gauss'"):
         amc.AgentConfig(warmup_actions="gauss")
+    with pytest.raises(ValueError, match="learn_from must be 'applied' or 'proposed', got 'raw'"):
+        amc.AgentConfig(learn_from="raw")
+
+
+def test_transitions_record_the_applied_or_the_proposed_action(residual, tmp_path):
+    x, y = _reward_set()
+    actions = {}
+    for learn_from in ("applied", "proposed"):
+        amc.search(residual, (x, y), target_macs=0.4, seed=4, episodes=1, warmup=2, progress=False,
+                   out_dir=tmp_path / learn_from, agent_config=amc.AgentConfig(learn_from=learn_from))
+        pointer = json.loads((tmp_path / learn_from / "checkpoint.json").read_text())
+        with np.load(tmp_path / learn_from / pointer["latest"] / "replay.npz") as replay:
+            actions[learn_from] = replay["action"][:6, 0]  # the two warm-up episodes, three groups each
+    draws = np.random.default_rng(4)  # the agent's generator: warm-up actions are its first draws
+    proposed = np.float32([draws.uniform(np.float32(0.2), np.float32(1.0)) for _ in range(6)])
+    np.testing.assert_array_equal(actions["proposed"], proposed)
+    walled = actions["applied"] != actions["proposed"]
+    assert walled.any() and np.all(actions["applied"][walled] < actions["proposed"][walled])
 
 
 def test_calibration_images_beyond_one_fitting_batch_are_cut_with_a_warning(chain, monkeypatch):

@@ -11,6 +11,9 @@ starts at 0.5 and decays by 0.95 per episode. Every transition of an episode
 carries the episode's reward minus a moving-average baseline: by default an
 average over episodes (decay 0.5); ``AgentConfig(baseline="batch")`` moves it
 with each sampled batch's mean reward instead, as the authors' code does.
+A transition records the action the environment applied (after the action
+wall); ``learn_from="proposed"`` records the agent's own, as the authors'
+code does.
 
 All randomness after the networks' initialisation comes from one numpy
 Generator whose state is saved with the checkpoint, so a resumed search
@@ -44,12 +47,17 @@ class AgentConfig:
     # "uniform": warm-up actions uniform in [lbound, 1] (the authors' code); "noise": the learning phase's
     # truncated normal around the (untrained) actor with sigma 0.5 (the paper)
     warmup_actions: str = "uniform"
+    # which action a transition records: "applied" (after the action wall) or "proposed" (the agent's own,
+    # before the wall, as the authors' code stores it)
+    learn_from: str = "applied"
 
     def __post_init__(self):
         if self.baseline not in ("episode", "batch"):
             raise ValueError(f"baseline must be 'episode' or 'batch', got {self.baseline!r}")
         if self.warmup_actions not in ("uniform", "noise"):
             raise ValueError(f"warmup_actions must be 'uniform' or 'noise', got {self.warmup_actions!r}")
+        if self.learn_from not in ("applied", "proposed"):
+            raise ValueError(f"learn_from must be 'applied' or 'proposed', got {self.learn_from!r}")
 
     def as_dict(self):
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}

@@ -390,7 +390,8 @@ def search(model, val_data, *, target_macs=None, target_params=None, target_late
         while not step.is_last():
             action = agent.act(step.observation, episode, warmup)
             following = env.step(np.array([action], np.float32))
-            transitions.append((step.observation, env.last_action, following.observation, following.is_last()))
+            recorded = env.last_action if config.learn_from == "applied" else action
+            transitions.append((step.observation, recorded, following.observation, following.is_last()))
             step = following
         result = env.last_episode
         value, accuracy, macs, params, was_nan, evaluated = scored["last"]
