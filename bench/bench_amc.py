@@ -20,10 +20,10 @@ depth: deeper groups pruned more) and shallow (the reverse), as in He et
 al., AMC, ECCV 2018, section 4.1. Each AMC seed is a separate search, run
 once per action wall (``paper``: the paper's and tfmc's default, which
 only stops a policy from exceeding the budget; ``fill``:
-``fill_budget=True``, which also makes every policy spend it) and per exploration decay
-(0.95 per episode is the paper's: after about 100 learning episodes the
-noise is gone and most episodes repeat one policy); fine-tuning seeds are
-shared by all policies.
+``fill_budget=True``, which also makes every policy spend it) and per
+exploration decay (0.95 per episode is the paper's: after about 100
+learning episodes the noise is gone and most episodes repeat one policy);
+fine-tuning seeds are shared by all policies.
 """
 import argparse
 import dataclasses
@@ -146,9 +146,9 @@ def main():
     decays = [float(v) for v in args.sigma_decays.split(",")]
     walls = args.walls.split(",")
     variants = [(wall, decay) for wall in walls for decay in decays]
-    key = lambda wall, decay: f"amc:{wall}@{decay:g}"  # noqa: E731
+    variant_key = lambda wall, decay: f"amc:{wall}@{decay:g}"  # noqa: E731
     policies = {shape: heuristic_policy(cost, groups, limit, shape)[0] for shape in ("uniform", "deep", "shallow")}
-    scores = {name: [] for name in [*(key(*v) for v in variants), *policies]}
+    scores = {name: [] for name in [*(variant_key(*v) for v in variants), *policies]}
     searches = []
     for seed, (wall, decay) in ((seed, v) for seed in range(args.seeds) for v in variants):
         with tempfile.TemporaryDirectory(prefix="bench_amc_") as out:
@@ -160,7 +160,8 @@ def main():
         rows = result.history
         fresh = [r["seconds"] for r in rows if r["phase"] == "explore" and r["evaluated"]]
         repeat = [r["seconds"] for r in rows if r["phase"] == "explore" and not r["evaluated"]]
-        searches.append({"seed": seed, "decay": decay, "wall": wall, "seconds": seconds, "policy": result.policy, "plain": result.plain_eval_seconds,
+        searches.append({"seed": seed, "decay": decay, "wall": wall, "seconds": seconds, "policy": result.policy,
+                         "plain": result.plain_eval_seconds,
                          "calibration": result.plain_calibration_seconds,
                          "warmup_median": float(np.median([r["seconds"] for r in rows if r["phase"] == "warmup"])),
                          "fresh_median": float(np.median(fresh)) if fresh else float("nan"),
@@ -168,7 +169,7 @@ def main():
                          "repeats": len(repeat) / max(len(fresh) + len(repeat), 1),
                          "mean": float(np.mean([r["seconds"] for r in rows])),
                          "best_episode": result.best_episode, "reward": result.best_reward})
-        scores[key(wall, decay)].append(evaluate(base, result.policy, dataset, calib, args.finetune_epochs, seed,
+        scores[variant_key(wall, decay)].append(evaluate(base, result.policy, dataset, calib, args.finetune_epochs, seed,
                                                  args.finetune_lr))
         if (wall, decay) != variants[-1]:
             continue
@@ -181,7 +182,7 @@ def main():
                f"--train-epochs {args.train_epochs} --finetune-epochs {args.finetune_epochs} --target {args.target} "
                f"--walls {args.walls} --sigma-decays {args.sigma_decays} --copies {args.copies}")
     wall_names = {"fill": "filling wall (`fill_budget=True`)", "paper": "the paper's wall (the default)"}
-    labels = {key(w, d): f"AMC, {wall_names[w]}" + (f", sigma decay {d:g}{' (the paper)' if d == 0.95 else ''}"
+    labels = {variant_key(w, d): f"AMC, {wall_names[w]}" + (f", sigma decay {d:g}{' (the paper)' if d == 0.95 else ''}"
                                                     if len(decays) > 1 else "") for w, d in variants}
     labels.update({"uniform": "uniform keep ratio", "deep": "deep (prune deeper more)",
                    "shallow": "shallow (prune shallower more)"})
@@ -210,7 +211,7 @@ def main():
         fmt = lambda key: f"{np.mean([r[key] for r in runs]):.4f} +- {np.std([r[key] for r in runs]):.4f}"  # noqa: E731
         lines.append(f"| {labels[name]} | {macs:.3f} | {fmt('before')} | {fmt('after')} | {fmt('val')} |")
     lines += ["", "Kept channels per group (AMC per seed, then the heuristics):", ""]
-    lines += kept_channels_table(groups, [(f"{labels[key(s['wall'], s['decay'])]}, seed {s['seed']} (best at episode "
+    lines += kept_channels_table(groups, [(f"{labels[variant_key(s['wall'], s['decay'])]}, seed {s['seed']} (best at episode "
                                            f"{s['best_episode']})", s["policy"])
                                           for s in searches] + [(labels[n], p) for n, p in policies.items()])
     lines += ["", "Search cost. A plain evaluation is the unpruned model on the reward set through the search's traced "
@@ -232,12 +233,12 @@ def main():
     error = lambda values: np.std(values, ddof=1) / np.sqrt(len(values)) if len(values) > 1 else float("nan")  # noqa: E731
     lines.append("")
     for variant in variants:
-        runs = scores[key(*variant)]
+        runs = scores[variant_key(*variant)]
         amc_before, amc_after = (np.array([r[k] for r in runs]) for k in ("before", "after"))
         gap_before, gap_after = amc_before.mean() - uniform_before, amc_after.mean() - uniform_after
         clear = gap_before > 2 * error(amc_before) and gap_before >= 0.005
         not_worse = gap_after >= -2 * error(amc_after)
-        lines.append(f"{labels[key(*variant)]} minus uniform: {100 * gap_before:+.2f} points before fine-tuning "
+        lines.append(f"{labels[variant_key(*variant)]} minus uniform: {100 * gap_before:+.2f} points before fine-tuning "
                      f"(standard error of AMC's mean over seeds {100 * error(amc_before):.2f}), {100 * gap_after:+.2f} "
                      f"after ({100 * error(amc_after):.2f}). Goal \"beats uniform by a clear margin before "
                      f"fine-tuning\" (taken as at least 0.5 points and two standard errors): "

@@ -264,9 +264,10 @@ class ActionWall:
     ``lbound``; group t then gets the largest count it asked for that keeps
     the total within the limit. ``min_count`` is the opposite wall, for
     searches that must spend the whole budget: the count below which the
-    later groups, even kept whole, could not bring the total up to it. Working on the discrete counts (after
-    rounding to ``round_to``) rather than on the continuous ratio means the
-    rounding can never push a policy over the budget.
+    later groups, even kept whole, could not bring the total up to it.
+    Working on the discrete counts (after rounding to ``round_to``) rather
+    than on the continuous ratio means the rounding can never push a policy
+    over the budget.
 
     Args:
       cost_model: a CostModel.
