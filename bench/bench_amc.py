@@ -2,12 +2,15 @@
 
 Run: .venv/bin/python bench/bench_amc.py [--episodes 300] [--warmup 100] [--seeds 3] [--train-epochs 20]
                                          [--finetune-epochs 3] [--target 0.5] [--walls fill,paper]
-                                         [--sigma-decays 0.95] [--copies 4] [--no-write]
+                                         [--sigma-decays 0.95] [--copies 4] [--reward-images val]
+                                         [--no-write]
 
 The model is tfmc.models.digits_cnn (MobileNetV2-like: residual Adds couple
 the producers of a block's output, depthwise layers follow their input),
 trained on the digits training split. The reward set is the validation
-split; the test split is only used for the figures below. With --copies N
+split, or with --reward-images train fresh augmentations of the training
+images (1257 distinct digits where the validation split has 270); the test
+split is only used for the figures below. With --copies N
 each split also holds N randomly rotated, scaled and shifted copies of its
 own images (the splits stay disjoint): 270 reward images make one image
 worth 0.37 points, less than the gaps between good policies, so the search
@@ -100,10 +103,10 @@ def augmented(x, y, copies, seed):
     return np.concatenate(out), np.concatenate([y] * (copies + 1))
 
 
-def evaluate(model, policy, dataset, calib, finetune_epochs, seed, lr):
+def evaluate(model, policy, dataset, reward, calib, finetune_epochs, seed, lr):
     pruned = tfmc.prune(model, policy, calib_data=calib)
     before = train.accuracy(pruned, dataset.x_test, dataset.y_test)
-    val = train.accuracy(pruned, dataset.x_val, dataset.y_val)
+    val = train.accuracy(pruned, *reward)
     tuned, _ = train.fit(pruned, dataset.x_train, dataset.y_train, epochs=finetune_epochs, learning_rate=lr, seed=seed)
     return {"before": before, "after": train.accuracy(tuned, dataset.x_test, dataset.y_test), "val": val,
             "macs": tfmc.count_macs(pruned)}
@@ -124,16 +127,25 @@ def main():
                         help="AMC runs with each exploration decay per episode (0.95: the paper's)")
     parser.add_argument("--copies", type=int, default=4,
                         help="augmented copies added to each split (0: the plain 1257/270/270 digits splits)")
+    parser.add_argument("--reward-images", default="val", choices=["val", "train"],
+                        help="val: the validation split; train: --copies fresh augmentations of the training images")
     parser.add_argument("--no-write", action="store_true", help="print the section instead of writing BENCHMARKS.md")
     args = parser.parse_args()
+    if args.reward_images == "train" and not args.copies:
+        parser.error("--reward-images train needs --copies >= 1 (the fresh augmentations are the reward set)")
 
     dataset = data.load("digits", image_size=32)
+    if args.reward_images == "train":  # seed 3: augmentations the model was not trained on (splits use seeds 0-2)
+        reward_x, reward_y = augmented(dataset.x_train, dataset.y_train, args.copies, 3)
+        reward = (reward_x[len(dataset.x_train):], reward_y[len(dataset.y_train):])
     if args.copies:  # larger reward and test sets: one image is worth less than 0.1 points instead of 0.37
         splits = {}
         for index, part in enumerate(("train", "val", "test")):
             splits[f"x_{part}"], splits[f"y_{part}"] = augmented(getattr(dataset, f"x_{part}"),
                                                                  getattr(dataset, f"y_{part}"), args.copies, index)
         dataset = dataclasses.replace(dataset, **splits)
+    if args.reward_images == "val":
+        reward = (dataset.x_val, dataset.y_val)
     base, _ = train.fit(models.digits_cnn(), dataset.x_train, dataset.y_train, epochs=args.train_epochs, seed=0)
     calib = dataset.x_train[:500]
     analysis = ChannelGraph(base)
@@ -141,7 +153,7 @@ def main():
     cost = CostModel(analysis, "macs")
     limit = args.target * cost.full
     original = {"before": train.accuracy(base, dataset.x_test, dataset.y_test),
-                "val": train.accuracy(base, dataset.x_val, dataset.y_val)}
+                "val": train.accuracy(base, *reward)}
 
     decays = [float(v) for v in args.sigma_decays.split(",")]
     walls = args.walls.split(",")
@@ -153,7 +165,7 @@ def main():
     for seed, (wall, decay) in ((seed, v) for seed in range(args.seeds) for v in variants):
         with tempfile.TemporaryDirectory(prefix="bench_amc_") as out:
             started = time.perf_counter()
-            result = amc.search(base, (dataset.x_val, dataset.y_val), target_macs=args.target, calib_data=calib,
+            result = amc.search(base, reward, target_macs=args.target, calib_data=calib,
                                 episodes=args.episodes, warmup=args.warmup, seed=seed, out_dir=out, progress=False,
                                 agent_config=amc.AgentConfig(sigma_decay=decay), fill_budget=wall == "fill")
             seconds = time.perf_counter() - started
@@ -169,25 +181,31 @@ def main():
                          "repeats": len(repeat) / max(len(fresh) + len(repeat), 1),
                          "mean": float(np.mean([r["seconds"] for r in rows])),
                          "best_episode": result.best_episode, "reward": result.best_reward})
-        scores[variant_key(wall, decay)].append(evaluate(base, result.policy, dataset, calib, args.finetune_epochs, seed,
+        scores[variant_key(wall, decay)].append(evaluate(base, result.policy, dataset, reward, calib, args.finetune_epochs, seed,
                                                  args.finetune_lr))
         if (wall, decay) != variants[-1]:
             continue
         for name, policy in policies.items():
-            scores[name].append(evaluate(base, policy, dataset, calib, args.finetune_epochs, seed, args.finetune_lr))
+            scores[name].append(evaluate(base, policy, dataset, reward, calib, args.finetune_epochs, seed, args.finetune_lr))
         print(f"seed {seed}: " + ", ".join(f"{n} {s[-1]['before']:.4f}/{s[-1]['after']:.4f}" for n, s in scores.items()),
               flush=True)
 
     command = ("python bench/bench_amc.py " + f"--episodes {args.episodes} --warmup {args.warmup} --seeds {args.seeds} "
                f"--train-epochs {args.train_epochs} --finetune-epochs {args.finetune_epochs} --target {args.target} "
-               f"--walls {args.walls} --sigma-decays {args.sigma_decays} --copies {args.copies}")
+               f"--walls {args.walls} --sigma-decays {args.sigma_decays} --copies {args.copies} "
+               f"--reward-images {args.reward_images}")
     wall_names = {"fill": "filling wall (`fill_budget=True`)", "paper": "the paper's wall (the default)"}
     labels = {variant_key(w, d): f"AMC, {wall_names[w]}" + (f", sigma decay {d:g}{' (the paper)' if d == 0.95 else ''}"
                                                     if len(decays) > 1 else "") for w, d in variants}
     labels.update({"uniform": "uniform keep ratio", "deep": "deep (prune deeper more)",
                    "shallow": "shallow (prune shallower more)"})
+    reward_text = (f"the {len(reward[0])}-image validation split" if args.reward_images == "val" else
+                   f"{len(reward[0])} fresh augmentations ({args.copies} per image, a seed the splits do not use) of "
+                   f"the training images, as the authors' code draws its reward images from the training set the model "
+                   f"was trained on")
+    title = "## AMC" if args.target == 0.5 else f"## AMC at {args.target:g} of the MACs"
     lines = [
-        "## AMC" if args.target == 0.5 else f"## AMC at {args.target:g} of the MACs",
+        title + (", reward on augmented training images" if args.reward_images == "train" else ""),
         "",
         f"Command: `{command}`. Model: `tfmc.models.digits_cnn` (MobileNetV2-like, residual Adds, depthwise) trained "
         f"{args.train_epochs} epochs on the digits training split (32x32"
@@ -196,7 +214,7 @@ def main():
         f"{len(groups)} prunable channel groups; test accuracy {original['before']:.4f}. Budget: {args.target:g} of "
         f"the MACs ({int(limit):,}). AMC: {args.warmup} warm-up + {args.episodes} episodes per search, the paper's "
         f"agent settings (exploration decay {args.sigma_decays}), reward = "
-        f"accuracy on the {len(dataset.x_val)}-image validation split, least-squares reconstruction from 500 "
+        f"accuracy on {reward_text}, least-squares reconstruction from 500 "
         f"training images, one search per seed and action wall (the paper's wall only stops a policy from "
         f"exceeding the budget; the filling wall, `fill_budget=True`, also keeps every policy spending it). "
         f"Every policy is applied by `tfmc.prune` with reconstruction and "
@@ -251,7 +269,8 @@ def main():
     markdown = "\n".join(lines)
     print(markdown)
     if not args.no_write:
-        write_section("amc" if args.target == 0.5 else f"amc_{args.target:g}", markdown)
+        key = "amc" if args.target == 0.5 else f"amc_{args.target:g}"
+        write_section(key + ("_reward_train" if args.reward_images == "train" else ""), markdown)
 
 
 if __name__ == "__main__":
