@@ -3,7 +3,7 @@
 Run: .venv/bin/python bench/bench_amc.py [--episodes 300] [--warmup 100] [--seeds 3] [--train-epochs 20]
                                          [--finetune-epochs 3] [--target 0.5] [--walls fill,paper]
                                          [--sigma-decays 0.95] [--copies 4] [--reward-images val]
-                                         [--no-write]
+                                         [--calib-images 500] [--no-write]
 
 The model is tfmc.models.digits_cnn (MobileNetV2-like: residual Adds couple
 the producers of a block's output, depthwise layers follow their input),
@@ -16,8 +16,9 @@ own images (the splits stay disjoint): 270 reward images make one image
 worth 0.37 points, less than the gaps between good policies, so the search
 would mostly pick the policy the reward set happens to favour. Every policy is
 applied with tfmc.prune and least-squares reconstruction from 500 training
-images, then scored on the test split before and after the same short
-fine-tune. The heuristics keep the most channels that still fit the same
+images (--calib-images; 0 turns reconstruction off, in the search too),
+then scored on the test split before and after the same short fine-tune.
+The heuristics keep the most channels that still fit the same
 MACs budget: uniform (one keep ratio), deep (keep ratio falls linearly with
 depth: deeper groups pruned more) and shallow (the reverse), as in He et
 al., AMC, ECCV 2018, section 4.1. Each AMC seed is a separate search, run
@@ -127,6 +128,8 @@ def main():
                         help="AMC runs with each exploration decay per episode (0.95: the paper's)")
     parser.add_argument("--copies", type=int, default=4,
                         help="augmented copies added to each split (0: the plain 1257/270/270 digits splits)")
+    parser.add_argument("--calib-images", type=int, default=500,
+                        help="training images for least-squares reconstruction (0: none, pruned weights as they are)")
     parser.add_argument("--reward-images", default="val", choices=["val", "train"],
                         help="val: the validation split; train: --copies fresh augmentations of the training images")
     parser.add_argument("--no-write", action="store_true", help="print the section instead of writing BENCHMARKS.md")
@@ -147,7 +150,7 @@ def main():
     if args.reward_images == "val":
         reward = (dataset.x_val, dataset.y_val)
     base, _ = train.fit(models.digits_cnn(), dataset.x_train, dataset.y_train, epochs=args.train_epochs, seed=0)
-    calib = dataset.x_train[:500]
+    calib = dataset.x_train[:args.calib_images] if args.calib_images else None
     analysis = ChannelGraph(base)
     groups = [g for g in analysis.groups if g.prunable]
     cost = CostModel(analysis, "macs")
@@ -193,7 +196,7 @@ def main():
     command = ("python bench/bench_amc.py " + f"--episodes {args.episodes} --warmup {args.warmup} --seeds {args.seeds} "
                f"--train-epochs {args.train_epochs} --finetune-epochs {args.finetune_epochs} --target {args.target} "
                f"--walls {args.walls} --sigma-decays {args.sigma_decays} --copies {args.copies} "
-               f"--reward-images {args.reward_images}")
+               f"--reward-images {args.reward_images} --calib-images {args.calib_images}")
     wall_names = {"fill": "filling wall (`fill_budget=True`)", "paper": "the paper's wall (the default)"}
     labels = {variant_key(w, d): f"AMC, {wall_names[w]}" + (f", sigma decay {d:g}{' (the paper)' if d == 0.95 else ''}"
                                                     if len(decays) > 1 else "") for w, d in variants}
@@ -203,9 +206,12 @@ def main():
                    f"{len(reward[0])} fresh augmentations ({args.copies} per image, a seed the splits do not use) of "
                    f"the training images, as the authors' code draws its reward images from the training set the model "
                    f"was trained on")
+    refit_text = (f"least-squares reconstruction from {args.calib_images} training images" if args.calib_images else
+                  "no reconstruction (the kept weights as they are, in the search and in every policy below)")
     title = "## AMC" if args.target == 0.5 else f"## AMC at {args.target:g} of the MACs"
     lines = [
-        title + (", reward on augmented training images" if args.reward_images == "train" else ""),
+        title + (", reward on augmented training images" if args.reward_images == "train" else "")
+        + ("" if args.calib_images else ", without reconstruction"),
         "",
         f"Command: `{command}`. Model: `tfmc.models.digits_cnn` (MobileNetV2-like, residual Adds, depthwise) trained "
         f"{args.train_epochs} epochs on the digits training split (32x32"
@@ -214,10 +220,9 @@ def main():
         f"{len(groups)} prunable channel groups; test accuracy {original['before']:.4f}. Budget: {args.target:g} of "
         f"the MACs ({int(limit):,}). AMC: {args.warmup} warm-up + {args.episodes} episodes per search, the paper's "
         f"agent settings (exploration decay {args.sigma_decays}), reward = "
-        f"accuracy on {reward_text}, least-squares reconstruction from 500 "
-        f"training images, one search per seed and action wall (the paper's wall only stops a policy from "
+        f"accuracy on {reward_text}, {refit_text}, one search per seed and action wall (the paper's wall only stops a policy from "
         f"exceeding the budget; the filling wall, `fill_budget=True`, also keeps every policy spending it). "
-        f"Every policy is applied by `tfmc.prune` with reconstruction and "
+        f"Every policy is applied by `tfmc.prune` {'with' if args.calib_images else 'without'} reconstruction and "
         f"scored on the {len(dataset.x_test)}-image test split before and after {args.finetune_epochs} epochs of "
         f"fine-tuning (Adam {args.finetune_lr:g}, cosine); mean +- std over {args.seeds} seeds.",
         "",
@@ -270,7 +275,8 @@ def main():
     print(markdown)
     if not args.no_write:
         key = "amc" if args.target == 0.5 else f"amc_{args.target:g}"
-        write_section(key + ("_reward_train" if args.reward_images == "train" else ""), markdown)
+        write_section(key + ("_reward_train" if args.reward_images == "train" else "")
+                      + ("" if args.calib_images else "_no_refit"), markdown)
 
 
 if __name__ == "__main__":
