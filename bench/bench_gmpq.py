@@ -1,6 +1,7 @@
 """GMPQ on the digits CNN: search on 10 % vs all of the data, vs uniform bits, and without attribution.
 
-Run: .venv/bin/python bench/bench_gmpq.py [--space gmpq] [--budget-bits 2/3] [--epochs 25] [--qat-epochs 10] [--seeds 5]
+Run: .venv/bin/python bench/bench_gmpq.py [--space gmpq] [--budget-bits 2/3] [--ends-bits 8] [--epochs 25]
+                                         [--qat-epochs 10] [--seeds 5]
 
 The float model is tfmc.models.digits_cnn trained on the digits training
 split. Space gmpq: the budget is the BOPs of uniform --budget-bits (W/A),
@@ -9,8 +10,10 @@ which (with uniform A/W) is the reference. Space litert: the budget is
 and w8a8 (depthwise 8 in both); no uniform policy has the budget's BOPs
 there, since weights are 4 or 8 bits. With --ends-bits (default 8)
 the stem and the classifier are held at that width in every policy, as the
-GMPQ authors keep them at high precision. Each searched policy must fit the
-budget.
+GMPQ authors keep them at high precision; --ends-bits 0 searches them like
+every other layer (the budget then counts them at --budget-bits too). A run
+whose --ends-bits is not 8 writes its own BENCHMARKS.md section beside the
+8/8 one. Each searched policy must fit the budget.
 
 The benchmark runs --seeds trials. Trial t searches every searched row with
 seed t (its data subset, shuffling and initial state) and trains every
@@ -179,21 +182,31 @@ def verdicts(rows, budget_bops):
     ]
 
 
+def ends_variant(args):
+    """(BENCHMARKS.md key suffix, title suffix) of a run's stem and classifier setting; 8/8, the default, has none."""
+    if args.ends_bits == 8:
+        return "", ""
+    if args.ends_bits == 0:
+        return "_ends0", ", stem and classifier searched"
+    return f"_ends{args.ends_bits}", f", stem and classifier {args.ends_bits}/{args.ends_bits}"
+
+
 def section(args, rows, float_acc, target, int8, budget_text, ends, budget_bops, evaluated):
     """The BENCHMARKS.md section: command, set-up, table, per-trial policies and the verdicts.
 
     ``evaluated`` is the number of held-out images the accuracies are read on.
     """
     held = f"validation + test splits, {evaluated} images"
+    ends_text = f" ({ends[2:]} in every policy)" if ends else " (stem and classifier searched too)"
     lines = [
-        f"## Mixed precision (GMPQ), space `{args.space}`",
+        f"## Mixed precision (GMPQ), space `{args.space}`{ends_variant(args)[1]}",
         "",
         f"Command: `python bench/bench_gmpq.py --space {args.space} "
         + (f"--budget-bits {args.budget_bits} " if args.space == "gmpq" else f"--budget-fraction {args.budget_fraction} ")
         + f"--ends-bits {args.ends_bits} --epochs {args.epochs} --float-epochs {args.float_epochs} "
         f"--qat-epochs {args.qat_epochs} --qat-lr {args.qat_lr} --seeds {args.seeds}`. "
         f"Model: tfmc.models.digits_cnn on digits 32x32 (float accuracy {float_acc:.4f} on the {held}); "
-        f"space `{args.space}`{' (' + ends[2:] + ' in every policy)' if ends else ''}; budget {target:,} BOPs "
+        f"space `{args.space}`{ends_text}; budget {target:,} BOPs "
         f"({target / int8:.3f} of 8-bit), {budget_text}. {args.seeds} trials: trial t runs each search with seed t "
         f"and trains every policy with the same QAT ({args.qat_epochs} epochs, Adam {args.qat_lr} cosine) under seed t. "
         f"Accuracy on the {held} (neither search nor QAT reads them), mean +- std over trials. "
@@ -266,7 +279,7 @@ def main():
                    len(held_out(dataset)[1]))
     print(text)
     if not args.no_write:
-        write_section(f"bench_gmpq_{args.space}", text)
+        write_section(f"bench_gmpq_{args.space}{ends_variant(args)[0]}", text)
 
 
 if __name__ == "__main__":
