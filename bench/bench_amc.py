@@ -116,6 +116,14 @@ def evaluate(model, policy, dataset, reward, calib, finetune_epochs, seed, lr):
     return {"before": before, "after": after, "val": val, "macs": tfmc.count_macs(pruned)}
 
 
+def setting_variant(args):
+    """(BENCHMARKS.md key suffix, title suffix) of the reward set and reconstruction; the defaults have none."""
+    variants = [("_reward_train", ", reward on augmented training images")] if args.reward_images == "train" else []
+    if not args.calib_images:
+        variants.append(("_no_refit", ", without reconstruction"))
+    return "".join(k for k, _ in variants), "".join(t for _, t in variants)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--episodes", type=int, default=300)
@@ -142,17 +150,17 @@ def main():
     if args.reward_images == "train" and not args.copies:
         parser.error("--reward-images train needs --copies >= 1 (the fresh augmentations are the reward set)")
 
-    dataset = data.load("digits", image_size=32)
-    if args.reward_images == "train":  # seed 3: augmentations the model was not trained on (splits use seeds 0-2)
-        reward_x, reward_y = augmented(dataset.x_train, dataset.y_train, args.copies, 3)
-        reward = (reward_x[len(dataset.x_train):], reward_y[len(dataset.y_train):])
+    dataset = plain = data.load("digits", image_size=32)
     if args.copies:  # larger reward and test sets: one image is worth less than 0.1 points instead of 0.37
         splits = {}
         for index, part in enumerate(("train", "val", "test")):
             splits[f"x_{part}"], splits[f"y_{part}"] = augmented(getattr(dataset, f"x_{part}"),
                                                                  getattr(dataset, f"y_{part}"), args.copies, index)
         dataset = dataclasses.replace(dataset, **splits)
-    if args.reward_images == "val":
+    if args.reward_images == "train":  # seed 3: augmentations the model was not trained on (splits use seeds 0-2)
+        reward_x, reward_y = augmented(plain.x_train, plain.y_train, args.copies, 3)
+        reward = (reward_x[len(plain.x_train):], reward_y[len(plain.y_train):])
+    else:
         reward = (dataset.x_val, dataset.y_val)
     base, _ = train.fit(models.digits_cnn(), dataset.x_train, dataset.y_train, epochs=args.train_epochs, seed=0)
     calib = dataset.x_train[:args.calib_images] if args.calib_images else None
@@ -214,10 +222,9 @@ def main():
                    f"was trained on")
     refit_text = (f"least-squares reconstruction from {args.calib_images} training images" if args.calib_images else
                   "no reconstruction (the kept weights as they are, in the search and in every policy below)")
-    title = "## AMC" if args.target == 0.5 else f"## AMC at {args.target:g} of the MACs"
+    key_suffix, title_suffix = setting_variant(args)
     lines = [
-        title + (", reward on augmented training images" if args.reward_images == "train" else "")
-        + ("" if args.calib_images else ", without reconstruction"),
+        ("## AMC" if args.target == 0.5 else f"## AMC at {args.target:g} of the MACs") + title_suffix,
         "",
         f"Command: `{command}`. Model: `tfmc.models.digits_cnn` (MobileNetV2-like, residual Adds, depthwise) trained "
         f"{args.train_epochs} epochs on the digits training split (32x32"
@@ -247,9 +254,10 @@ def main():
                                            f"{s['best_episode']})", s["policy"])
                                           for s in searches] + [(labels[n], p) for n, p in policies.items()])
     lines += ["", "Search cost. A plain evaluation is the unpruned model on the reward set through the search's traced "
-              "forward function; scoring a new policy also runs the calibration images through the model once (the "
-              "sequential least-squares refit, so the reward is that of the model `tfmc.prune` builds) and solves "
-              "the refits. Policies seen before are not evaluated again. Every episode also runs the agent, its DDPG "
+              "forward function" + ("; scoring a new policy also runs the calibration images through the model once "
+                                    "(the sequential least-squares refit, so the reward is that of the model "
+                                    "`tfmc.prune` builds) and solves the refits" if args.calib_images else "")
+              + ". Policies seen before are not evaluated again. Every episode also runs the agent, its DDPG "
               "updates and a checkpoint. Goal: learning episode / plain evaluation <= 1.5.", "",
               "| wall | sigma decay | seed | search time (s) | plain eval. (ms) | calibration pass (ms) | warm-up episode (ms) | "
               "learning episode, new policy (ms) | learning episode, repeat (ms) | repeats | mean episode (ms) | "
@@ -286,9 +294,7 @@ def main():
     markdown = "\n".join(lines)
     print(markdown)
     if not args.no_write:
-        key = "amc" if args.target == 0.5 else f"amc_{args.target:g}"
-        write_section(key + ("_reward_train" if args.reward_images == "train" else "")
-                      + ("" if args.calib_images else "_no_refit"), markdown)
+        write_section(("amc" if args.target == 0.5 else f"amc_{args.target:g}") + key_suffix, markdown)
 
 
 if __name__ == "__main__":
