@@ -210,7 +210,8 @@ def section(args, rows, float_acc, target, int8, budget_text, ends, budget_bops,
         f"({target / int8:.3f} of 8-bit), {budget_text}. {args.seeds} trials: trial t runs each search with seed t "
         f"and trains every policy with the same QAT ({args.qat_epochs} epochs, Adam {args.qat_lr} cosine) under seed t. "
         f"Accuracy on the {held} (neither search nor QAT reads them), mean +- std over trials. "
-        f"Search time: mean wall time of `tfmc.gmpq.search` ({args.epochs} epochs, batch 32) on 2 shared CPU cores.",
+        f"Search time: mean wall time of `tfmc.gmpq.search` ({args.epochs} epochs, batch 32, supernet in training "
+        f"mode: BatchNorm on batch statistics) on 2 shared CPU cores.",
         "",
         "| policy | search images | search time (s) | BOPs (max) | of 8-bit | accuracy after QAT | per trial | "
         "bits per layer (w/a), trial 0 |",

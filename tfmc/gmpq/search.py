@@ -278,8 +278,8 @@ def fill_policy(policy, probabilities, budget, target):
 
 def search(model, data, *, target_bops, space=DEFAULT_SPACE, fixed_bits=None, search_fraction=0.1, epochs=25,
            batch_size=32, attribution_weight=20.0, complexity_weight=3e-4, adapt_complexity=True, exponent="capacity", rho=24.0,
-           weight_lr=1e-3, alpha_lr=0.1, momentum=0.9, weight_decay=1e-4, seed=0, strategy=None, verbose=True,
-           log=None):
+           weight_lr=1e-3, alpha_lr=0.1, momentum=0.9, weight_decay=1e-4, train_mode=True, seed=0, strategy=None,
+           verbose=True, log=None):
     """Search per-layer bit widths with GMPQ and return a policy within a BOPs budget.
 
     The loss is CE + lambda * L_attr + cd * L_comp (Wang et al., ICCV 2021):
@@ -313,6 +313,10 @@ def search(model, data, *, target_bops, space=DEFAULT_SPACE, fixed_bits=None, se
       rho: scale of the capacity-aware exponent (24 in the paper).
       weight_lr, alpha_lr, momentum, weight_decay: the two SGD optimizers (weights start
         trained, hence a smaller lr than the paper's 0.1 from scratch).
+      train_mode: run the supernet in training mode, as the authors' search does:
+        BatchNorm normalises with each batch's statistics (and updates its moving
+        averages), dropout is active. False keeps the float model's BatchNorm
+        statistics; the low-bit paths then train much worse (docs/mixed-precision.md).
       seed: data subset, shuffling and initial state.
       strategy: a tf.distribute.Strategy or its name (tfmc.train.make_strategy); None is the default.
       verbose, log: one progress line per epoch to ``log`` (default stderr).
@@ -378,9 +382,9 @@ def search(model, data, *, target_bops, space=DEFAULT_SPACE, fixed_bits=None, se
     def replica_step(xb, yb, tb):
         with tf.GradientTape() as tape:
             if lam > 0:
-                maps, scores = attribution.attribution_map(student, xb)
+                maps, scores = attribution.attribution_map(student, xb, training=train_mode)
             else:
-                scores = student(xb, training=False)[1]
+                scores = student(xb, training=train_mode)[1]
             ce = keras.losses.sparse_categorical_crossentropy(yb, scores, from_logits=not from_probabilities)
             expected = [layer.expected_bits() for layer in mixed]
             comp = tf.reduce_sum(macs * tf.stack([w * a for w, a in expected]))
@@ -445,7 +449,8 @@ def search(model, data, *, target_bops, space=DEFAULT_SPACE, fixed_bits=None, se
         "int8_bops": budget.int8_bops, "fraction_of_int8": achieved / budget.int8_bops,
         "fixed_bits": {n: list(b) for n, b in _as_bits(BitPolicy(dict(fixed_bits or {}))).items()},
         "search_fraction": search_fraction, "search_samples": int(len(x)), "search_seconds": seconds,
-        "epochs": epochs, "attribution_weight": lam, "exponent": exponent, "final_cd": float(cd.numpy()),
+        "epochs": epochs, "attribution_weight": lam, "exponent": exponent, "train_mode": bool(train_mode),
+        "final_cd": float(cd.numpy()),
         "argmax_bops": budget.bops(chosen), "repairs": [list(r) for r in repairs],
         "raises": [list(r) for r in raises],
     })
