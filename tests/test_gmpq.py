@@ -156,6 +156,20 @@ def test_search_on_a_tiny_model_returns_a_policy_within_budget(space, target):
         np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("train_mode", [True, False])
+def test_train_mode_decides_whether_the_supernet_batchnorm_follows_the_batches(train_mode):
+    model = chain_cnn()
+    rng = np.random.default_rng(0)
+    result = gmpq.search(model, (images(16), rng.integers(0, 10, 16)), target_bops=0.4, space="gmpq",
+                         search_fraction=1.0, epochs=1, batch_size=8, train_mode=train_mode, log=std_io.StringIO())
+    moving = lambda net: [w for w in net.get_layer("bn1").weights if "moving" in w.name]  # noqa: E731
+    moved = [not np.array_equal(a.numpy(), b.numpy()) for a, b in zip(moving(model), moving(result.supernet))]
+    # training mode normalises with batch statistics and updates the moving mean and variance;
+    # inference mode keeps the float model's
+    assert moved == [train_mode, train_mode]
+    assert result.policy.metadata["train_mode"] is train_mode
+
+
 def test_fixed_layers_keep_their_bits_and_count_in_the_budget():
     model = chain_cnn()
     assert gmpq.end_layers(model, "gmpq") == ["conv1", "logits"]
