@@ -80,9 +80,14 @@ def bits_text(policy):
     return " ".join(f"{b.weight_bits}/{b.activation_bits}" for _, b in policy.items())
 
 
+def ends_label(args):
+    """The label suffix ', stem and classifier N/N' when --ends-bits holds them at N bits; empty when searched."""
+    return f", stem and classifier {args.ends_bits}/{args.ends_bits}" if args.ends_bits else ""
+
+
 def references(model, args, fixed):
     """[(label, uniform policy)] that the searched policies are compared with."""
-    ends = f", stem and classifier {args.ends_bits}/{args.ends_bits}" if fixed else ""
+    ends = ends_label(args)
     if args.space == "litert":
         found = [("uniform w4a8 (dw 8)" + ends, bops.uniform_policy(model, 4, 8)),
                  ("uniform w8a8", bops.uniform_policy(model, 8, 8))]
@@ -186,18 +191,20 @@ def ends_variant(args):
     """(BENCHMARKS.md key suffix, title suffix) of a run's stem and classifier setting; 8/8, the default, has none."""
     if args.ends_bits == 8:
         return "", ""
-    if args.ends_bits == 0:
-        return "_ends0", ", stem and classifier searched"
-    return f"_ends{args.ends_bits}", f", stem and classifier {args.ends_bits}/{args.ends_bits}"
+    return f"_ends{args.ends_bits}", ends_label(args) or ", stem and classifier searched"
 
 
-def section(args, rows, float_acc, target, int8, budget_text, ends, budget_bops, evaluated):
+def section(args, rows, float_acc, target, int8, budget_text, budget_bops, evaluated):
     """The BENCHMARKS.md section: command, set-up, table, per-trial policies and the verdicts.
 
     ``evaluated`` is the number of held-out images the accuracies are read on.
     """
     held = f"validation + test splits, {evaluated} images"
+    ends = ends_label(args)
     ends_text = f" ({ends[2:]} in every policy)" if ends else " (stem and classifier searched too)"
+    searched = [row for row in rows if row.samples]
+    mode = ("training mode: BatchNorm on batch statistics" if searched[0].policies[0].metadata["train_mode"]
+            else "inference mode: the float model's BatchNorm statistics")
     lines = [
         f"## Mixed precision (GMPQ), space `{args.space}`{ends_variant(args)[1]}",
         "",
@@ -210,8 +217,8 @@ def section(args, rows, float_acc, target, int8, budget_text, ends, budget_bops,
         f"({target / int8:.3f} of 8-bit), {budget_text}. {args.seeds} trials: trial t runs each search with seed t "
         f"and trains every policy with the same QAT ({args.qat_epochs} epochs, Adam {args.qat_lr} cosine) under seed t. "
         f"Accuracy on the {held} (neither search nor QAT reads them), mean +- std over trials. "
-        f"Search time: mean wall time of `tfmc.gmpq.search` ({args.epochs} epochs, batch 32, supernet in training "
-        f"mode: BatchNorm on batch statistics) on 2 shared CPU cores.",
+        f"Search time: mean wall time of `tfmc.gmpq.search` ({args.epochs} epochs, batch 32, supernet in {mode}) "
+        f"on 2 shared CPU cores.",
         "",
         "| policy | search images | search time (s) | BOPs (max) | of 8-bit | accuracy after QAT | per trial | "
         "bits per layer (w/a), trial 0 |",
@@ -223,7 +230,6 @@ def section(args, rows, float_acc, target, int8, budget_text, ends, budget_bops,
             f"| {row.label} | {row.samples or '-'} | {np.mean(row.seconds):.1f} | {most:,} | {most / int8:.3f} | "
             f"{np.mean(row.scores):.4f} +- {np.std(row.scores, ddof=1) if len(row.scores) > 1 else 0:.4f} | "
             f"{' '.join(f'{s:.3f}' for s in row.scores)} | {bits_text(row.policies[0])} |")
-    searched = [row for row in rows if row.samples]
     if args.seeds > 1:
         lines += ["", "Searched policies of the other trials:", ""]
         lines += [f"- {row.label}, trial {t}: {bits_text(p)}" for row in searched for t, p in
@@ -260,7 +266,6 @@ def main():
     fit(model, dataset.x_train, dataset.y_train, epochs=args.float_epochs, learning_rate=3e-3, copy=False)
     float_acc = accuracy(model, *held_out(dataset))
     fixed = {name: (args.ends_bits, args.ends_bits) for name in gmpq.end_layers(model, args.space)} if args.ends_bits else {}
-    ends = f", stem and classifier {args.ends_bits}/{args.ends_bits}" if fixed else ""
     uniforms = references(model, args, fixed)
     int8 = bops.count_bops(model, bops.uniform_policy(model, 8, 8))
     target = bops.count_bops(model, uniforms[0][1]) if args.space == "gmpq" else int(args.budget_fraction * int8)
@@ -276,7 +281,7 @@ def main():
     else:
         budget_text = f"--budget-fraction {args.budget_fraction} of 8-bit, between " + " and ".join(
             label for label, _ in uniforms)
-    text = section(args, rows, float_acc, target, int8, budget_text, ends, lambda p: bops.count_bops(model, p),
+    text = section(args, rows, float_acc, target, int8, budget_text, lambda p: bops.count_bops(model, p),
                    len(held_out(dataset)[1]))
     print(text)
     if not args.no_write:
