@@ -205,6 +205,8 @@ def section(args, rows, float_acc, target, int8, budget_text, budget_bops, evalu
     searched = [row for row in rows if row.samples]
     mode = ("training mode: BatchNorm on batch statistics" if searched[0].policies[0].metadata["train_mode"]
             else "inference mode: the float model's BatchNorm statistics")
+    shift = searched[0].policies[0].metadata["random_shift"]
+    reading = f"images moved by up to {shift} pixels at random" if shift else "images as they are"
     lines = [
         f"## Mixed precision (GMPQ), space `{args.space}`{ends_variant(args)[1]}",
         "",
@@ -217,7 +219,7 @@ def section(args, rows, float_acc, target, int8, budget_text, budget_bops, evalu
         f"({target / int8:.3f} of 8-bit), {budget_text}. {args.seeds} trials: trial t runs each search with seed t "
         f"and trains every policy with the same QAT ({args.qat_epochs} epochs, Adam {args.qat_lr} cosine) under seed t. "
         f"Accuracy on the {held} (neither search nor QAT reads them), mean +- std over trials. "
-        f"Search time: mean wall time of `tfmc.gmpq.search` ({args.epochs} epochs, batch 32, supernet in {mode}) "
+        f"Search time: mean wall time of `tfmc.gmpq.search` ({args.epochs} epochs, batch 32, supernet in {mode}, {reading}) "
         f"on 2 shared CPU cores.",
         "",
         "| policy | search images | search time (s) | BOPs (max) | of 8-bit | accuracy after QAT | per trial | "

@@ -234,6 +234,29 @@ def test_as_tf_dataset_shuffles_the_same_way_for_the_same_seed():
         data.as_tf_dataset(x, y[:19])
 
 
+def test_random_shift_moves_the_whole_image_by_at_most_the_padding():
+    from tfmc._keras import tf
+
+    image = np.arange(1, 8 * 9 * 2 + 1, dtype=np.float32).reshape(8, 9, 2)
+
+    def offsets(seed, draws=60):
+        gen = tf.random.Generator.from_seed(seed)
+        found = []
+        for _ in range(draws):
+            moved = data.random_shift(tf.constant(image), 2, gen).numpy()
+            # each result is the zero-padded image cut at some window: find it and compare exactly
+            padded = np.pad(image, [(2, 2), (2, 2), (0, 0)])
+            windows = [(r, c) for r in range(5) for c in range(5) if np.array_equal(padded[r:r + 8, c:c + 9], moved)]
+            assert len(windows) == 1
+            found.append((windows[0][0] - 2, windows[0][1] - 2))
+        return found
+
+    first = offsets(0)
+    assert first == offsets(0)  # a seeded generator repeats its shifts
+    assert first != offsets(1)
+    assert {r for r, _ in first} == {c for _, c in first} == {-2, -1, 0, 1, 2}
+
+
 def test_load_for_model_takes_size_and_channels_from_the_model(tmp_path):
     root = tmp_path / "imgs"
     _digit_folder(str(root), range(30))

@@ -9,7 +9,7 @@ from tfmc import gmpq
 from tfmc._keras import keras, tf
 from tfmc.bops import count_bops
 from tfmc.gmpq.layers import MixedConv2D, quantize_weights
-from tfmc.gmpq.search import Budget, build_supernet, fill_policy, repair_policy
+from tfmc.gmpq.search import DEFAULT_SHIFT, Budget, build_supernet, fill_policy, repair_policy
 from tfmc.policy import BitPolicy
 from tiny_models import chain_cnn, images
 
@@ -168,6 +168,27 @@ def test_train_mode_decides_whether_the_supernet_batchnorm_follows_the_batches(t
     # inference mode keeps the float model's
     assert moved == [train_mode, train_mode]
     assert result.policy.metadata["train_mode"] is train_mode
+
+
+@pytest.mark.parametrize("shift", [None, 0, 2])
+def test_random_shift_defaults_to_4_pixels_for_images_and_is_recorded(shift):
+    model = chain_cnn()
+    rng = np.random.default_rng(0)
+    result = gmpq.search(model, (images(16), rng.integers(0, 10, 16)), target_bops=0.4, space="gmpq",
+                         search_fraction=1.0, epochs=1, batch_size=8, random_shift=shift, log=std_io.StringIO())
+    assert result.policy.metadata["random_shift"] == (DEFAULT_SHIFT if shift is None else shift)
+    assert result.achieved_bops <= result.target_bops
+
+
+@pytest.mark.parametrize("shift,message", [
+    (-1, r"random_shift must be a whole number of pixels >= 0, got -1"),
+    (1.5, r"random_shift must be a whole number of pixels >= 0, got 1.5"),
+    (8, r"random_shift must be below half the image size; 8 pixels for 16x16 images"),
+])
+def test_bad_random_shift_is_an_error(shift, message):
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match=message):
+        gmpq.search(chain_cnn(), (images(16), rng.integers(0, 10, 16)), target_bops=0.4, space="gmpq", random_shift=shift)
 
 
 def test_fixed_layers_keep_their_bits_and_count_in_the_budget():

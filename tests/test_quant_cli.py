@@ -46,13 +46,20 @@ def test_a_search_writes_a_policy_within_the_target(model_path, tmp_path, capsys
 def test_keep_ends_holds_stem_and_classifier(model_path, tmp_path, capsys):
     out = tmp_path / "out"
     code, _, err = _run(capsys, model_path, "--target-bops", 0.4, "--space", "gmpq", "--keep-ends", 8, "--data",
-                        "digits", "--out", out, "--search-epochs", 1, "--search-fraction", 0.05, "--qat-epochs", 0)
+                        "digits", "--out", out, "--search-epochs", 1, "--search-fraction", 0.05, "--qat-epochs", 0,
+                        "--random-shift", 2)
     assert code == 0, err
     policy = BitPolicy.from_json(out / "policy.json")
     ends = [(policy.layers[n].weight_bits, policy.layers[n].activation_bits) for n in ("conv1", "logits")]
     assert ends == [(8, 8), (8, 8)]
     metadata = json.loads((out / "policy.json").read_text())["metadata"]
-    assert metadata["achieved_bops"] <= metadata["target_bops"]
+    assert metadata["achieved_bops"] <= metadata["target_bops"] and metadata["random_shift"] == 2
+
+
+def test_a_negative_random_shift_is_a_usage_error(model_path, tmp_path, capsys):
+    code, _, err = _run(capsys, model_path, "--target-bops", 0.55, "--data", "digits", "--out", tmp_path / "o",
+                        "--random-shift", -1)
+    assert code == 2 and "random_shift must be a whole number of pixels >= 0, got -1" in err
 
 
 def test_bits_outside_the_range_are_a_usage_error(model_path, tmp_path, capsys):

@@ -548,3 +548,23 @@ def as_tf_dataset(*arrays, batch_size=64, shuffle=False, seed=0, drop_remainder=
     if shuffle:
         stream = stream.shuffle(lengths[0], seed=seed, reshuffle_each_iteration=True)
     return stream.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
+
+
+def random_shift(image, pixels, generator):
+    """``image`` (H x W x C) moved by a random offset of up to ``pixels`` in each direction, zeros filling the gap.
+
+    The image is padded by ``pixels`` of zeros on every side and a window of
+    its own size is cut at a random place: the random crop of CIFAR training
+    (``RandomCrop(32, padding=4)``). Each call draws its offset from
+    ``generator`` (a tf.random.Generator), so a seeded generator gives the
+    same sequence of shifts; usable inside ``tf.data.Dataset.map``.
+
+    Example:
+      >>> gen = tf.random.Generator.from_seed(0)
+      >>> stream = stream.map(lambda x, y: (random_shift(x, 4, gen), y))
+    """
+    from tfmc._keras import tf
+
+    seed = generator.make_seeds(1)[:, 0]
+    padded = tf.pad(image, [[pixels, pixels], [pixels, pixels], [0, 0]])
+    return tf.image.stateless_random_crop(padded, tf.shape(image), seed)

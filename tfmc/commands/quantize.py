@@ -27,6 +27,9 @@ def register(sub):
     p.add_argument("--search-fraction", type=float, default=0.1, help="share of the training data the search sees (default 0.1)")
     p.add_argument("--search-epochs", type=int, default=25, help="search epochs (default 25)")
     p.add_argument("--lambda", dest="attribution_weight", type=float, default=20.0, help="attribution loss weight (default 20)")
+    p.add_argument("--random-shift", type=int, metavar="PIXELS", default=None,
+                   help="move each search image by up to PIXELS at random every time it is read "
+                        "(default 4 for images; 0 reads them as they are)")
     p.add_argument("--keep-ends", type=int, metavar="BITS", default=None,
                    help="hold the first and last searched layers (stem, classifier) at BITS/BITS, as GMPQ's authors "
                         "do at 8; they count in the budget")
@@ -78,7 +81,7 @@ def run(args):
             result = gmpq.search(
                 model, dataset, target_bops=args.target_bops, space=args.space, search_fraction=args.search_fraction,
                 epochs=args.search_epochs, attribution_weight=args.attribution_weight, seed=args.seed,
-                strategy=args.strategy, fixed_bits=fixed,
+                strategy=args.strategy, fixed_bits=fixed, random_shift=args.random_shift,
             )
             policy = result.policy
             io.write_json(os.path.join(args.out, "history.json"), result.history)

@@ -17,6 +17,7 @@ import numpy as np
 
 from tfmc import bops as bops_lib
 from tfmc import cost
+from tfmc import data as data_lib
 from tfmc._keras import keras, require_graph_model, tf
 from tfmc.gmpq import attribution
 from tfmc.gmpq.layers import MIXED_CLASSES
@@ -24,6 +25,10 @@ from tfmc.gmpq.spaces import DEFAULT_SPACE, check_space, layer_candidates
 from tfmc.policy import BitPolicy
 from tfmc.quant.configs import quantizable_class
 from tfmc.train import make_strategy, outputs_probabilities
+
+
+# Pixels of random shift for image search data: the authors' CIFAR-10 search crops with padding 4.
+DEFAULT_SHIFT = 4
 
 
 @dataclasses.dataclass
@@ -278,7 +283,7 @@ def fill_policy(policy, probabilities, budget, target):
 
 def search(model, data, *, target_bops, space=DEFAULT_SPACE, fixed_bits=None, search_fraction=0.1, epochs=25,
            batch_size=32, attribution_weight=20.0, complexity_weight=3e-4, adapt_complexity=True, exponent="capacity", rho=24.0,
-           weight_lr=1e-3, alpha_lr=0.1, momentum=0.9, weight_decay=1e-4, train_mode=True, seed=0, strategy=None,
+           weight_lr=1e-3, alpha_lr=0.1, momentum=0.9, weight_decay=1e-4, train_mode=True, random_shift=None, seed=0, strategy=None,
            verbose=True, log=None):
     """Search per-layer bit widths with GMPQ and return a policy within a BOPs budget.
 
@@ -317,6 +322,12 @@ def search(model, data, *, target_bops, space=DEFAULT_SPACE, fixed_bits=None, se
         BatchNorm normalises with each batch's statistics (and updates its moving
         averages), dropout is active. False keeps the float model's BatchNorm
         statistics; the low-bit paths then train much worse (docs/mixed-precision.md).
+      random_shift: move each search image by a random offset of up to this many
+        pixels every time it is read (tfmc.data.random_shift), as the authors'
+        CIFAR-10 search reads random crops with 4 pixels of padding; the float
+        model's maps are then computed for each shifted batch. None (default):
+        4 for image inputs (N x H x W x C), 0 otherwise; 0 reads the images as
+        they are.
       seed: data subset, shuffling and initial state.
       strategy: a tf.distribute.Strategy or its name (tfmc.train.make_strategy); None is the default.
       verbose, log: one progress line per epoch to ``log`` (default stderr).
@@ -327,7 +338,7 @@ def search(model, data, *, target_bops, space=DEFAULT_SPACE, fixed_bits=None, se
     Raises:
       ValueError: an unknown space, a target below the smallest candidates'
         BOPs (the message names the minimum), a model without a conv layer,
-        or a bad fraction / exponent.
+        or a bad fraction / exponent / random_shift.
 
     Example:
       >>> result = tfmc.gmpq.search(model, tfmc.data.load("digits"), target_bops=0.6)
@@ -348,13 +359,18 @@ def search(model, data, *, target_bops, space=DEFAULT_SPACE, fixed_bits=None, se
     searched = [n for n in budget.candidates if n not in (fixed_bits or {})]
 
     x, y = _as_arrays(data)
+    shift = _check_shift(random_shift, x)
     rng = np.random.default_rng(seed)
     keep = max(1, int(math.ceil(search_fraction * len(x))))
     order = np.sort(rng.permutation(len(x))[:keep])
     x, y = x[order], y[order]
     batch = min(batch_size, len(x))
     steps_per_epoch = len(x) // batch
-    teacher = teacher_maps(model, x) if attribution_weight > 0 else np.zeros((len(x), 1, 1), np.float32)
+    # Shifted images need the teacher's maps of each shifted batch; otherwise they are computed once.
+    teacher_per_batch = shift > 0 and attribution_weight > 0
+    precomputed = attribution_weight > 0 and not teacher_per_batch
+    teacher = teacher_maps(model, x) if precomputed else np.zeros((len(x), 1, 1), np.float32)
+    teacher_features = attribution.feature_model(model) if teacher_per_batch else None
     keras.utils.set_random_seed(seed)
 
     strategy = make_strategy(strategy)
@@ -380,6 +396,8 @@ def search(model, data, *, target_bops, space=DEFAULT_SPACE, fixed_bits=None, se
     lam = float(attribution_weight)
 
     def replica_step(xb, yb, tb):
+        if teacher_per_batch:
+            tb = tf.stop_gradient(attribution.attribution_map(teacher_features, xb)[0])
         with tf.GradientTape() as tape:
             if lam > 0:
                 maps, scores = attribution.attribution_map(student, xb, training=train_mode)
@@ -408,7 +426,11 @@ def search(model, data, *, target_bops, space=DEFAULT_SPACE, fixed_bits=None, se
         mean = lambda v: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)  # noqa: E731
         return total(ce), total(attr), mean(comp), mean(p)
 
-    dataset = tf.data.Dataset.from_tensor_slices((x, y, teacher)).shuffle(len(x), seed=seed).batch(batch, drop_remainder=True)
+    dataset = tf.data.Dataset.from_tensor_slices((x, y, teacher)).shuffle(len(x), seed=seed)
+    if shift > 0:
+        shifts = tf.random.Generator.from_seed(seed)
+        dataset = dataset.map(lambda xi, yi, ti: (data_lib.random_shift(xi, shift, shifts), yi, ti))
+    dataset = dataset.batch(batch, drop_remainder=True)
     dataset = strategy.experimental_distribute_dataset(dataset)
     history = []
     for epoch in range(epochs):
@@ -450,12 +472,28 @@ def search(model, data, *, target_bops, space=DEFAULT_SPACE, fixed_bits=None, se
         "fixed_bits": {n: list(b) for n, b in _as_bits(BitPolicy(dict(fixed_bits or {}))).items()},
         "search_fraction": search_fraction, "search_samples": int(len(x)), "search_seconds": seconds,
         "epochs": epochs, "attribution_weight": lam, "exponent": exponent, "train_mode": bool(train_mode),
+        "random_shift": shift,
         "final_cd": float(cd.numpy()),
         "argmax_bops": budget.bops(chosen), "repairs": [list(r) for r in repairs],
         "raises": [list(r) for r in raises],
     })
     return SearchResult(policy, history, seconds, target, achieved, budget.int8_bops, budget.min_bops, repairs,
                         int(len(x)), net)
+
+
+def _check_shift(random_shift, x):
+    """The shift in pixels for search images ``x``: None means 4 for images (N x H x W x C), else 0."""
+    images = x.ndim == 4
+    if random_shift is None:
+        return DEFAULT_SHIFT if images else 0
+    if isinstance(random_shift, bool) or not isinstance(random_shift, (int, np.integer)) or random_shift < 0:
+        raise ValueError(f"random_shift must be a whole number of pixels >= 0, got {random_shift!r}")
+    if random_shift > 0 and not images:
+        raise ValueError(f"random_shift moves images (N x H x W x C); the search data has shape {x.shape}")
+    if random_shift > 0 and 2 * random_shift >= min(x.shape[1:3]):
+        raise ValueError(f"random_shift must be below half the image size; {random_shift} pixels for "
+                         f"{x.shape[1]}x{x.shape[2]} images")
+    return int(random_shift)
 
 
 def _expected_bops(mixed, budget):
