@@ -282,9 +282,9 @@ def fill_policy(policy, probabilities, budget, target):
 
 
 def search(model, data, *, target_bops, space=DEFAULT_SPACE, fixed_bits=None, search_fraction=0.1, epochs=25,
-           batch_size=32, attribution_weight=20.0, complexity_weight=3e-4, adapt_complexity=True, exponent="capacity", rho=24.0,
-           weight_lr=1e-3, alpha_lr=0.1, momentum=0.9, weight_decay=1e-4, train_mode=True, random_shift=None, seed=0, strategy=None,
-           verbose=True, log=None):
+           batch_size=32, attribution_weight=20.0, complexity_weight=3e-4, adapt_complexity=True, exponent="capacity",
+           rho=24.0, weight_lr=1e-3, alpha_lr=0.1, momentum=0.9, weight_decay=1e-4, train_mode=True, random_shift=None,
+           seed=0, strategy=None, verbose=True, log=None):
     """Search per-layer bit widths with GMPQ and return a policy within a BOPs budget.
 
     The loss is CE + lambda * L_attr + cd * L_comp (Wang et al., ICCV 2021):
