@@ -180,6 +180,13 @@ def test_random_shift_defaults_to_4_pixels_for_images_and_is_recorded(shift):
     assert result.achieved_bops <= result.target_bops
 
 
+def test_the_default_shift_stays_below_half_of_small_images():
+    from tfmc.gmpq.search import _check_shift
+
+    assert [_check_shift(None, np.zeros((2, n, n + 3, 1))) for n in (16, 10, 9, 6, 3)] == [4, 4, 4, 2, 1]
+    assert _check_shift(None, np.zeros((2, 20))) == 0
+
+
 @pytest.mark.parametrize("shift,message", [
     (-1, r"random_shift must be a whole number of pixels >= 0, got -1"),
     (1.5, r"random_shift must be a whole number of pixels >= 0, got 1.5"),

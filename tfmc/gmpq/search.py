@@ -326,8 +326,8 @@ def search(model, data, *, target_bops, space=DEFAULT_SPACE, fixed_bits=None, se
         pixels every time it is read (tfmc.data.random_shift), as the authors'
         CIFAR-10 search reads random crops with 4 pixels of padding; the float
         model's maps are then computed for each shifted batch. None (default):
-        4 for image inputs (N x H x W x C), 0 otherwise; 0 reads the images as
-        they are.
+        4 for image inputs (N x H x W x C; less for images under 10 pixels),
+        0 otherwise; 0 reads the images as they are.
       seed: data subset, shuffling and initial state.
       strategy: a tf.distribute.Strategy or its name (tfmc.train.make_strategy); None is the default.
       verbose, log: one progress line per epoch to ``log`` (default stderr).
@@ -482,10 +482,14 @@ def search(model, data, *, target_bops, space=DEFAULT_SPACE, fixed_bits=None, se
 
 
 def _check_shift(random_shift, x):
-    """The shift in pixels for search images ``x``: None means 4 for images (N x H x W x C), else 0."""
+    """The shift in pixels for search images ``x``.
+
+    None means DEFAULT_SHIFT for images (N x H x W x C), less where that is not
+    below half the image size, and 0 for other inputs.
+    """
     images = x.ndim == 4
     if random_shift is None:
-        return DEFAULT_SHIFT if images else 0
+        return min(DEFAULT_SHIFT, (min(x.shape[1:3]) - 1) // 2) if images else 0
     if isinstance(random_shift, bool) or not isinstance(random_shift, (int, np.integer)) or random_shift < 0:
         raise ValueError(f"random_shift must be a whole number of pixels >= 0, got {random_shift!r}")
     if random_shift > 0 and not images:
