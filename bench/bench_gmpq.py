@@ -203,9 +203,10 @@ def section(args, rows, float_acc, target, int8, budget_text, budget_bops, evalu
     ends = ends_label(args)
     ends_text = f" ({ends[2:]} in every policy)" if ends else " (stem and classifier searched too)"
     searched = [row for row in rows if row.samples]
-    mode = ("training mode: BatchNorm on batch statistics" if searched[0].policies[0].metadata["train_mode"]
+    searched_with = searched[0].policies[0].metadata
+    mode = ("training mode: BatchNorm on batch statistics" if searched_with["train_mode"]
             else "inference mode: the float model's BatchNorm statistics")
-    shift = searched[0].policies[0].metadata["random_shift"]
+    shift = searched_with["random_shift"]
     reading = f"images moved by up to {shift} pixels at random" if shift else "images as they are"
     lines = [
         f"## Mixed precision (GMPQ), space `{args.space}`{ends_variant(args)[1]}",

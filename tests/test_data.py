@@ -238,6 +238,7 @@ def test_random_shift_moves_the_whole_image_by_at_most_the_padding():
     from tfmc._keras import tf
 
     image = np.arange(1, 8 * 9 * 2 + 1, dtype=np.float32).reshape(8, 9, 2)
+    padded = np.pad(image, [(2, 2), (2, 2), (0, 0)])
 
     def offsets(seed, draws=60):
         gen = tf.random.Generator.from_seed(seed)
@@ -245,7 +246,6 @@ def test_random_shift_moves_the_whole_image_by_at_most_the_padding():
         for _ in range(draws):
             moved = data.random_shift(tf.constant(image), 2, gen).numpy()
             # each result is the zero-padded image cut at some window: find it and compare exactly
-            padded = np.pad(image, [(2, 2), (2, 2), (0, 0)])
             windows = [(r, c) for r in range(5) for c in range(5) if np.array_equal(padded[r:r + 8, c:c + 9], moved)]
             assert len(windows) == 1
             found.append((windows[0][0] - 2, windows[0][1] - 2))
