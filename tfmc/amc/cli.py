@@ -45,7 +45,7 @@ def run_search(args):
         raise UsageError(f"--finetune-epochs must be >= 0, got {args.finetune_epochs}")
     table = _latency_table(args.latency_table)
     model = io.load_model(args.model)
-    dataset = data.load_for_model(args.data, model, data_dir=getattr(args, "data_dir", None), classes=True)
+    dataset = data.load_for_model(args.data, model, data_dir=args.data_dir, classes=True)
     calib = dataset.x_train[: args.calib_images]
     try:
         result = amc.search(

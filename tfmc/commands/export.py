@@ -2,6 +2,7 @@
 
 
 def register(sub):
+    from tfmc import data
     from tfmc.export import IO_DTYPES, MODES
 
     p = sub.add_parser(
@@ -17,7 +18,7 @@ def register(sub):
     p.add_argument("--mode", required=True, choices=MODES, help="what to store: " + ", ".join(MODES))
     p.add_argument("--out", required=True, help="output .tflite file")
     p.add_argument("--bits", help="BitPolicy JSON (mode mixed; for qat, the request to compare against)")
-    p.add_argument("--data", help="calibration / check data: digits or an .npz with x and y")
+    data.add_data_arguments(p, "calibration / check data")
     p.add_argument("--calib-images", type=int, default=200, help="images from --data used to calibrate (default 200)")
     p.add_argument("--io", choices=IO_DTYPES, help="model input/output type for int8, qat, mixed (default float32; "
                    "mixed with --data is int8)")
@@ -45,8 +46,7 @@ def run(args):
     model = io.load_model(args.model, custom_objects=qat_custom_objects())
     representative = None
     if args.data:
-        dataset = data.load(args.data, image_size=model.inputs[0].shape[1])
-        data.check_fits(dataset, model)
+        dataset = data.load_for_model(args.data, model, data_dir=args.data_dir)
         representative = dataset.x_train[: args.calib_images]
     io_dtype = args.io
     if io_dtype is None and args.mode == "mixed" and representative is not None:

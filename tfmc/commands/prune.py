@@ -5,6 +5,7 @@ _TARGETS = ("target_macs", "target_params", "target_latency_ms")
 
 
 def register(sub):
+    from tfmc import data
     from tfmc.cli import add_strategy_argument
 
     p = sub.add_parser(
@@ -20,7 +21,7 @@ def register(sub):
     )
     p.add_argument("model", help=".keras / .h5 file or SavedModel folder")
     p.add_argument("--ratios", help="keep ratio for every prunable group (e.g. 0.5) or a PrunePolicy JSON file")
-    p.add_argument("--data", help="calibration data for least-squares reconstruction: digits or an .npz")
+    data.add_data_arguments(p, "calibration data for least-squares reconstruction (an AMC search: its reward set)")
     p.add_argument("--calib-images", type=int, default=512, help="calibration images used for reconstruction (default 512)")
     p.add_argument("--round-to", type=int, default=8, help="kept channel counts are multiples of this (default 8)")
     p.add_argument("--out", required=True, help="output .keras/.h5 file or folder")
@@ -95,8 +96,7 @@ def run(args):
     model = io.load_model(args.model)
     calib = None
     if args.data:
-        dataset = data.load(args.data, image_size=model.inputs[0].shape[1])
-        data.check_fits(dataset, model)
+        dataset = data.load_for_model(args.data, model, data_dir=args.data_dir)
         calib = dataset.x_train[: args.calib_images]
     try:
         pruned, details = prune(model, ratios, calib_data=calib, round_to=args.round_to, return_details=True)

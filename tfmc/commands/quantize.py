@@ -5,6 +5,7 @@ import sys
 
 
 def register(sub):
+    from tfmc import data
     from tfmc.cli import add_strategy_argument
 
     p = sub.add_parser(
@@ -20,7 +21,7 @@ def register(sub):
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--bits", help="BitPolicy JSON file to apply")
     source.add_argument("--target-bops", type=float, help="BOPs budget: fraction of 8-bit (<= 1) or absolute")
-    p.add_argument("--data", required=True, help="digits or an .npz with x and y")
+    data.add_data_arguments(p, "training data (the search reads a share of it, QAT all of it)", required=True)
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--space", default="litert", choices=["litert", "gmpq"],
                    help="litert: weights {4,8} (depthwise 8), activations 8 (default); gmpq: {2,3,4,6} simulated")
@@ -65,8 +66,7 @@ def run(args):
     if not 0 < args.search_fraction <= 1:
         raise UsageError(f"--search-fraction must be in (0, 1], got {args.search_fraction}")
     model = io.load_model(args.model)
-    dataset = data.load(args.data, image_size=model.inputs[0].shape[1])
-    data.check_fits(dataset, model)
+    dataset = data.load_for_model(args.data, model, data_dir=args.data_dir, classes=True)
     os.makedirs(args.out, exist_ok=True)
     try:
         if args.bits:
