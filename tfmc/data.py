@@ -262,7 +262,7 @@ def fashion_mnist(data_dir=None, *, image_size=None, channels=None, val_size=500
       >>> len(d.x_train), len(d.x_val), len(d.x_test), d.input_shape
       (55000, 5000, 10000, (32, 32, 3))
     """
-    folder = FASHION_MNIST_DIR if data_dir is None else os.fspath(data_dir)
+    folder = FASHION_MNIST_DIR if data_dir is None else os.path.expanduser(os.fspath(data_dir))
     wanted = [name for pair in FASHION_MNIST_FILES.values() for name in pair]
     found = {name: _find_idx_file(folder, name) for name in wanted}
     missing = [name for name, path in found.items() if path is None]
