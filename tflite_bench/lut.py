@@ -142,6 +142,7 @@ def single_layer_model(layer, input_shape, in_channels, out_channels):
     """
     from tfmc import graph as graph_lib
     from tfmc._keras import keras
+    from tfmc.errors import UsageError
 
     kind = graph_lib.layer_kind(layer)
     config = layer.get_config()
@@ -150,7 +151,7 @@ def single_layer_model(layer, input_shape, in_channels, out_channels):
     elif kind == "dense":
         config["units"] = out_channels
     elif kind != "depthwise":
-        raise ValueError(f"layer {layer.name!r} is a {type(layer).__name__}; latency tables cover conv, dense, "
+        raise UsageError(f"layer {layer.name!r} is a {type(layer).__name__}; latency tables cover conv, dense, "
                          "depthwise and separable layers")
     inp = keras.Input(tuple(input_shape[1:-1]) + (in_channels,), batch_size=1)
     return keras.Model(inp, type(layer).from_config(config)(inp))
@@ -189,7 +190,8 @@ def build_latency_table(model, *, grid=DEFAULT_GRID, target="host", threads=1, r
       LatencyTable.
 
     Raises:
-      ValueError: a named layer is not in the model or not a supported kind.
+      tfmc.UsageError: a named layer is not in the model or not a supported kind.
+      tfmc.ModelLoadError: the model has no fixed input size.
       BenchError: a measurement failed.
 
     Example:
@@ -197,6 +199,7 @@ def build_latency_table(model, *, grid=DEFAULT_GRID, target="host", threads=1, r
       >>> table.to_json("latency.json")  # doctest: +SKIP
     """
     from tfmc import graph as graph_lib
+    from tfmc.errors import ModelLoadError, UsageError
 
     calls = [c for c in graph_lib.layer_calls(model)
              if graph_lib.layer_kind(c.layer) in ("conv", "dense", "depthwise", "separable")]
@@ -204,7 +207,7 @@ def build_latency_table(model, *, grid=DEFAULT_GRID, target="host", threads=1, r
         known = {c.layer.name for c in calls}
         missing = sorted(set(layers) - known)
         if missing:
-            raise ValueError(f"layers {missing} are not conv / dense / depthwise / separable layers of {model.name!r}")
+            raise UsageError(f"layers {missing} are not conv / dense / depthwise / separable layers of {model.name!r}")
         calls = [c for c in calls if c.layer.name in set(layers)]
     run_kwargs = dict(target=target, threads=threads, runs=runs, warmup=warmup, binary=binary, serial=serial)
     table = {}
@@ -212,7 +215,7 @@ def build_latency_table(model, *, grid=DEFAULT_GRID, target="host", threads=1, r
         for call in calls:
             layer, shape = call.layer, call.input_shapes[0]
             if shape is None or any(d is None for d in shape[1:]):
-                raise ValueError(f"layer {layer.name!r} has input shape {shape}; build the model with a fixed input size")
+                raise ModelLoadError(f"layer {layer.name!r} has input shape {shape}; build the model with a fixed input size")
             kind = graph_lib.layer_kind(layer)
             groups = getattr(layer, "groups", 1)
             cins = [c for c in channel_grid(shape[-1], grid) if c % groups == 0] or [shape[-1]]

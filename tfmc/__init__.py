@@ -15,6 +15,9 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 from tfmc.bops import count_bops  # noqa: E402
 from tfmc.cost import count_macs, count_params, profile  # noqa: E402
+from tfmc.errors import (  # noqa: E402
+    BudgetError, DataError, ExportError, ModelLoadError, OutputError, PolicyError, TfmcError, UsageError,
+)
 from tfmc.graph import ChannelGroup, channel_groups  # noqa: E402
 from tfmc.policy import BitPolicy, PrunePolicy  # noqa: E402
 from tfmc.prune import prune  # noqa: E402
@@ -34,7 +37,15 @@ def __getattr__(name):
 
 __all__ = [
     "BitPolicy",
+    "BudgetError",
     "ChannelGroup",
+    "DataError",
+    "ExportError",
+    "ModelLoadError",
+    "OutputError",
+    "PolicyError",
+    "TfmcError",
+    "UsageError",
     "PrunePolicy",
     "channel_groups",
     "count_bops",

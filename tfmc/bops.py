@@ -3,6 +3,7 @@ import math
 
 from tfmc import cost
 from tfmc import graph as graph_lib
+from tfmc.errors import PolicyError
 from tfmc.policy import BitPolicy
 
 FLOAT_BITS = 32
@@ -24,11 +25,11 @@ def check_policy_layers(model, policy, kinds=("conv", "dense", "depthwise")):
     unknown = [name for name in policy if name not in layers]
     if unknown:
         allowed = [n for n, layer in layers.items() if graph_lib.layer_kind(layer) in kinds]
-        raise ValueError(f"the bit policy names layers not in model {model.name!r}: {unknown}; its layers with bits are {allowed}")
+        raise PolicyError(f"the bit policy names layers not in model {model.name!r}: {unknown}; its layers with bits are {allowed}")
     for name in policy:
         kind = graph_lib.layer_kind(layers[name])
         if kind not in kinds:
-            raise ValueError(
+            raise PolicyError(
                 f"layer {name!r} is a {type(layers[name]).__name__}; bit widths apply to Conv2D, "
                 "DepthwiseConv2D and Dense layers"
             )

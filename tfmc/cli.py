@@ -4,13 +4,13 @@ import importlib
 import os
 import sys
 
+from tfmc.errors import TfmcError, UsageError
+
 # Each module in tfmc/commands/ defines register(subparsers), which adds its
 # parser and sets ``run`` (args -> exit code) as the default.
 _COMMANDS = ("profile", "prune", "latency_table", "quantize", "export", "demo")
 
-
-class UsageError(Exception):
-    """Bad input from the user: printed as one line, exit code 2."""
+__all__ = ["UsageError", "add_strategy_argument", "build_parser", "main"]
 
 
 def add_strategy_argument(parser):
@@ -36,15 +36,20 @@ def build_parser():
 
 
 def main(argv=None):
+    """Run one ``tfmc`` subcommand and return its exit code.
+
+    The user's mistakes (a ``tfmc.TfmcError``) print one line,
+    ``tfmc CMD: error: ...``, and return 2, as argparse does for a bad
+    option. Any other exception is a bug in tfmc and propagates with its
+    traceback (exit code 1 from the console script).
+    """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tfmc  # noqa: F401  sets TF_USE_LEGACY_KERAS before TensorFlow loads
-    from tfmc.data import DataError
-    from tfmc.io import ModelLoadError
 
     args = build_parser().parse_args(argv)
     try:
         return args.run(args) or 0
-    except (UsageError, DataError, ModelLoadError) as exc:
+    except TfmcError as exc:
         print(f"tfmc {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

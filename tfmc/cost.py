@@ -4,6 +4,7 @@ import dataclasses
 import numpy as np
 
 from tfmc import graph as graph_lib
+from tfmc.errors import ModelLoadError
 
 
 def _prod(values):
@@ -12,7 +13,7 @@ def _prod(values):
 
 def _check_known(shape, layer):
     if shape is None or any(d is None for d in shape[1:]):
-        raise ValueError(
+        raise ModelLoadError(
             f"layer {layer.name!r} has an unknown shape {shape}; counting MACs needs a model "
             "built with a fixed input size (e.g. keras.Input((224, 224, 3)))"
         )

@@ -13,6 +13,8 @@ import os
 
 import numpy as np
 
+from tfmc.errors import DataError
+
 # Where Debian's package dataset-fashion-mnist puts the four IDX files.
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 # The standard file names (Keras, TFDS and the Debian package use the same
@@ -50,10 +52,6 @@ class Dataset:
     @property
     def input_shape(self):
         return tuple(self.x_train.shape[1:])
-
-
-class DataError(ValueError):
-    """The data spec cannot be read or does not fit."""
 
 
 def _assemble(name, parts, seed, num_classes=None, class_names=(), val_fraction=0.15, test_fraction=0.15):
@@ -156,7 +154,7 @@ def stratified_split(labels, holdout, seed):
     """
     labels = np.asarray(labels)
     if not 0 <= holdout <= len(labels):
-        raise ValueError(f"cannot hold out {holdout} of {len(labels)} examples")
+        raise DataError(f"cannot hold out {holdout} of {len(labels)} examples")
     classes, counts = np.unique(labels, return_counts=True)
     exact = counts * holdout / len(labels)
     share = np.floor(exact).astype(int)

@@ -5,6 +5,8 @@ import os
 import shutil
 import tempfile
 
+from tfmc.errors import ModelLoadError
+
 
 @contextlib.contextmanager
 def atomic_path(path):
@@ -67,10 +69,6 @@ def save_model(model, path):
     with atomic_path(path) as tmp:
         model.save(tmp)
     return os.fspath(path)
-
-
-class ModelLoadError(ValueError):
-    """The model file could not be read as a tf_keras model."""
 
 
 def load_model(path, custom_objects=None):

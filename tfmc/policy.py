@@ -4,15 +4,16 @@ import math
 import numbers
 
 from tfmc import io as tfmc_io
+from tfmc.errors import PolicyError
 
 _FORMAT_VERSION = 1
 
 
 def _check_ratio(name, ratio):
     if isinstance(ratio, bool) or not isinstance(ratio, numbers.Real) or math.isnan(ratio):
-        raise ValueError(f"keep ratio for {name!r} must be a number in (0, 1], got {ratio!r}")
+        raise PolicyError(f"keep ratio for {name!r} must be a number in (0, 1], got {ratio!r}")
     if not 0.0 < float(ratio) <= 1.0:
-        raise ValueError(f"keep ratio for {name!r} must be in (0, 1], got {ratio!r}")
+        raise PolicyError(f"keep ratio for {name!r} must be in (0, 1], got {ratio!r}")
     return float(ratio)
 
 
@@ -25,7 +26,7 @@ def kept_channels(channels, keep_ratio, round_to=8):
     latency than their MACs promise (He et al., AMC, ECCV 2018, section 4).
     """
     if round_to < 1 or int(round_to) != round_to:
-        raise ValueError(f"round_to must be a positive integer, got {round_to!r}")
+        raise PolicyError(f"round_to must be a positive integer, got {round_to!r}")
     keep_ratio = _check_ratio("group", keep_ratio)
     kept = max(int(math.floor(channels * keep_ratio + 0.5)), 1)
     if round_to > 1:
@@ -73,7 +74,7 @@ class PrunePolicy(_JsonPolicy):
             raise TypeError(f"keep_ratios must be a dict of group name -> ratio, got {type(keep_ratios).__name__}")
         self.keep_ratios = {str(k): _check_ratio(k, v) for k, v in keep_ratios.items()}
         if isinstance(round_to, bool) or not isinstance(round_to, numbers.Integral) or round_to < 1:
-            raise ValueError(f"round_to must be a positive integer, got {round_to!r}")
+            raise PolicyError(f"round_to must be a positive integer, got {round_to!r}")
         self.round_to = int(round_to)
         self.metadata = dict(metadata or {})
 
@@ -119,9 +120,9 @@ MIN_BITS, MAX_BITS = 2, 16
 
 def _check_bits(what, bits):
     if isinstance(bits, bool) or not isinstance(bits, numbers.Integral):
-        raise ValueError(f"{what} must be an integer in {MIN_BITS}..{MAX_BITS}, got {bits!r}")
+        raise PolicyError(f"{what} must be an integer in {MIN_BITS}..{MAX_BITS}, got {bits!r}")
     if not MIN_BITS <= int(bits) <= MAX_BITS:
-        raise ValueError(f"{what} must be in {MIN_BITS}..{MAX_BITS}, got {bits}")
+        raise PolicyError(f"{what} must be in {MIN_BITS}..{MAX_BITS}, got {bits}")
     return int(bits)
 
 
@@ -149,7 +150,7 @@ class BitPolicy(_JsonPolicy):
             try:
                 self.layers[str(name)] = _as_layer_bits(bits)
             except ValueError as exc:
-                raise ValueError(f"layer {name!r}: {exc}") from None
+                raise PolicyError(f"layer {name!r}: {exc}") from None
         self.metadata = dict(metadata or {})
 
     def __getitem__(self, name):
@@ -190,20 +191,20 @@ def _as_layer_bits(bits):
     if isinstance(bits, dict):
         unknown = set(bits) - {"weight_bits", "activation_bits"}
         if unknown:
-            raise ValueError(f"unknown keys {sorted(unknown)}; expected weight_bits and activation_bits")
+            raise PolicyError(f"unknown keys {sorted(unknown)}; expected weight_bits and activation_bits")
         return LayerBits(bits.get("weight_bits"), bits.get("activation_bits"))
     if isinstance(bits, (tuple, list)) and len(bits) == 2:
         return LayerBits(*bits)
-    raise ValueError(f"expected (weight_bits, activation_bits), got {bits!r}")
+    raise PolicyError(f"expected (weight_bits, activation_bits), got {bits!r}")
 
 
 def _check_kind(config, kind):
     if not isinstance(config, dict):
-        raise ValueError(f"a {kind} policy must be a JSON object, got {type(config).__name__}")
+        raise PolicyError(f"a {kind} policy must be a JSON object, got {type(config).__name__}")
     if config.get("kind") != kind:
-        raise ValueError(f"expected a policy of kind {kind!r}, got kind {config.get('kind')!r}")
+        raise PolicyError(f"expected a policy of kind {kind!r}, got kind {config.get('kind')!r}")
     if config.get("version", _FORMAT_VERSION) > _FORMAT_VERSION:
-        raise ValueError(f"policy format version {config['version']} is newer than this tfmc ({_FORMAT_VERSION})")
+        raise PolicyError(f"policy format version {config['version']} is newer than this tfmc ({_FORMAT_VERSION})")
 
 
 def _read_json(path):
@@ -211,4 +212,4 @@ def _read_json(path):
         try:
             return json.load(f)
         except json.JSONDecodeError as exc:
-            raise ValueError(f"{path}: not valid JSON ({exc})") from None
+            raise PolicyError(f"{path}: not valid JSON ({exc})") from None

@@ -2,6 +2,7 @@
 import numpy as np
 
 from tfmc._keras import keras, tf
+from tfmc.errors import UsageError
 
 STRATEGIES = ("default", "mirrored", "multiworker")
 
@@ -24,7 +25,7 @@ def make_strategy(name="default"):
         return tf.distribute.MirroredStrategy()
     if name == "multiworker":
         return tf.distribute.MultiWorkerMirroredStrategy()
-    raise ValueError(f"unknown strategy {name!r}; expected one of {', '.join(STRATEGIES)}")
+    raise UsageError(f"unknown strategy {name!r}; expected one of {', '.join(STRATEGIES)}")
 
 
 def outputs_probabilities(model):

@@ -26,6 +26,7 @@ import numpy as np
 from scipy import special
 
 from tfmc._keras import keras, tf
+from tfmc.errors import OutputError, UsageError
 
 
 @dataclasses.dataclass
@@ -53,11 +54,11 @@ class AgentConfig:
 
     def __post_init__(self):
         if self.baseline not in ("episode", "batch"):
-            raise ValueError(f"baseline must be 'episode' or 'batch', got {self.baseline!r}")
+            raise UsageError(f"baseline must be 'episode' or 'batch', got {self.baseline!r}")
         if self.warmup_actions not in ("uniform", "noise"):
-            raise ValueError(f"warmup_actions must be 'uniform' or 'noise', got {self.warmup_actions!r}")
+            raise UsageError(f"warmup_actions must be 'uniform' or 'noise', got {self.warmup_actions!r}")
         if self.learn_from not in ("applied", "proposed"):
-            raise ValueError(f"learn_from must be 'applied' or 'proposed', got {self.learn_from!r}")
+            raise UsageError(f"learn_from must be 'applied' or 'proposed', got {self.learn_from!r}")
 
     def as_dict(self):
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
@@ -270,7 +271,7 @@ class AmcAgent:
         floats = np.load(os.path.join(directory, "agent.npy"))
         sizes = [int(np.prod(v.shape)) for v in variables if v.dtype.is_floating]
         if len(floats) != sum(sizes) or len(state["counters"]) != len(variables) - len(sizes):
-            raise ValueError(f"{directory} holds an agent of another shape; it cannot be restored here")
+            raise OutputError(f"{directory} holds an agent of another shape; it cannot be restored here")
         chunks = iter(np.split(floats, np.cumsum(sizes)[:-1]))
         counters = iter(state["counters"])
         for variable in variables:

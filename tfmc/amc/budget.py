@@ -14,6 +14,7 @@ import numpy as np
 
 from tfmc import cost as cost_lib
 from tfmc import graph as graph_lib
+from tfmc.errors import BudgetError
 from tfmc.policy import kept_channels
 
 METRICS = ("macs", "params", "latency")
@@ -90,10 +91,10 @@ class CostModel:
 
     def __init__(self, analysis, metric="macs", latency=None):
         if metric not in METRICS:
-            raise ValueError(f"unknown cost metric {metric!r}; expected one of {', '.join(METRICS)}")
+            raise BudgetError(f"unknown cost metric {metric!r}; expected one of {', '.join(METRICS)}")
         if metric == "latency":
             if latency is None:
-                raise ValueError("a latency budget needs per-layer latencies: a tflite_bench LatencyTable or a "
+                raise BudgetError("a latency budget needs per-layer latencies: a tflite_bench LatencyTable or a "
                                  "function (layer name, in_channels, out_channels) -> ms")
             latency = getattr(latency, "latency_ms", latency)
         self.metric = metric
@@ -144,7 +145,7 @@ class CostModel:
             try:
                 return float(latency(layer.name, kin, kout))
             except KeyError:
-                raise ValueError(f"the latency table has no entry for layer {layer.name!r}") from None
+                raise BudgetError(f"the latency table has no entry for layer {layer.name!r}") from None
 
         return layer_ms
 
@@ -213,7 +214,7 @@ class Budget:
 def check_fraction(name, value):
     """``value`` as a float strictly between 0 and 1, or a ValueError naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 < float(value) < 1.0:
-        raise ValueError(f"{name} must be in (0, 1) (a fraction of the original), got {value!r}")
+        raise BudgetError(f"{name} must be in (0, 1) (a fraction of the original), got {value!r}")
     return float(value)
 
 
@@ -241,7 +242,7 @@ def make_budget(cost_model, target, lbound, round_to=8):
     option = {"macs": "target_macs", "params": "target_params", "latency": "target_latency_ms"}[metric]
     if metric == "latency":
         if isinstance(target, bool) or not isinstance(target, numbers.Real) or not 0.0 < float(target) < math.inf:
-            raise ValueError(f"{option} must be a positive number of milliseconds, got {target!r}")
+            raise BudgetError(f"{option} must be a positive number of milliseconds, got {target!r}")
         limit = float(target)
     else:
         limit = check_fraction(option, target) * cost_model.full
@@ -250,7 +251,7 @@ def make_budget(cost_model, target, lbound, round_to=8):
     budget = Budget(metric, float(target), limit, cost_model.full, minimum)
     if minimum > limit:
         smallest = f"{minimum:.3f}" if metric == "latency" else f"{math.ceil(minimum / cost_model.full * 1000) / 1000:.3f}"
-        raise ValueError(
+        raise BudgetError(
             f"{option}={target} cannot be met: with every prunable group at lbound={lbound} the model still costs "
             f"{budget.describe(minimum)}; the smallest achievable {option} is {smallest}"
         )

@@ -47,17 +47,14 @@ def run_search(args):
     model = io.load_model(args.model)
     dataset = data.load_for_model(args.data, model, data_dir=args.data_dir, classes=True)
     calib = dataset.x_train[: args.calib_images]
-    try:
-        result = amc.search(
-            model, (dataset.x_val, dataset.y_val), target_macs=args.target_macs, target_params=args.target_params,
-            target_latency_ms=args.target_latency_ms, latency_table=table, calib_data=calib, reward=args.reward,
-            episodes=args.episodes, warmup=args.warmup, lbound=args.lbound, round_to=args.round_to, out_dir=args.out,
-            resume=args.resume, seed=args.seed, progress=not args.no_progress,
-            agent_config=amc.AgentConfig(sigma_decay=args.sigma_decay, warmup_actions=args.warmup_actions),
-            fill_budget=args.fill_budget,
-        )
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    result = amc.search(
+        model, (dataset.x_val, dataset.y_val), target_macs=args.target_macs, target_params=args.target_params,
+        target_latency_ms=args.target_latency_ms, latency_table=table, calib_data=calib, reward=args.reward,
+        episodes=args.episodes, warmup=args.warmup, lbound=args.lbound, round_to=args.round_to, out_dir=args.out,
+        resume=args.resume, seed=args.seed, progress=not args.no_progress,
+        agent_config=amc.AgentConfig(sigma_decay=args.sigma_decay, warmup_actions=args.warmup_actions),
+        fill_budget=args.fill_budget,
+    )
     pruned = prune(model, result.policy, calib_data=calib)
     x_test, y_test = dataset.x_test, dataset.y_test
     rows = [("original", train.accuracy(model, x_test, y_test), cost.count_macs(model), cost.count_params(model)),

@@ -7,6 +7,7 @@ from tf_agents.trajectories import time_step as ts
 from tfmc import graph as graph_lib
 from tfmc.amc.budget import ActionWall, CostModel
 from tfmc.cost import layer_macs
+from tfmc.errors import PolicyError
 from tfmc.policy import kept_channels
 
 FEATURES = ("t", "n", "c", "h", "w", "stride", "k", "macs", "reduced", "rest", "a_prev")
@@ -99,7 +100,7 @@ class PruningEnv(py_environment.PyEnvironment):
         self.analysis = analysis
         self.groups = [g for g in analysis.groups if g.prunable]
         if not self.groups:
-            raise ValueError(no_prunable_message(analysis))
+            raise PolicyError(no_prunable_message(analysis))
         self.cost_model = cost_model
         self.macs = cost_model if cost_model.metric == "macs" else CostModel(analysis, "macs")
         self.budget = budget

@@ -19,6 +19,7 @@ from tfmc.amc.agent import AgentConfig, AmcAgent
 from tfmc.amc.budget import CostModel, make_budget
 from tfmc.amc.env import PruningEnv, no_prunable_message
 from tfmc.amc.masked import MaskedModel
+from tfmc.errors import BudgetError, DataError, OutputError, PolicyError, UsageError
 from tfmc.graph import ChannelGraph
 from tfmc.policy import PrunePolicy, kept_channels
 
@@ -86,7 +87,7 @@ def _reward_name(reward):
     if callable(reward):
         return f"callable:{getattr(reward, '__module__', '')}.{getattr(reward, '__qualname__', type(reward).__name__)}"
     if reward not in REWARDS:
-        raise ValueError(f"unknown reward {reward!r}; expected one of {', '.join(REWARDS)} or a function "
+        raise UsageError(f"unknown reward {reward!r}; expected one of {', '.join(REWARDS)} or a function "
                          "(y_true, logits) -> float")
     return reward
 
@@ -97,19 +98,19 @@ def _reward_set(val_data):
     if isinstance(val_data, (tuple, list)) and len(val_data) == 2:
         x, y = (np.asarray(v) for v in val_data)
         if len(x) != len(y) or not len(x):
-            raise ValueError(f"val_data must be non-empty (x, y) of equal length, got {len(x)} images and {len(y)} labels")
+            raise DataError(f"val_data must be non-empty (x, y) of equal length, got {len(x)} images and {len(y)} labels")
         return x.astype(np.float32), y
-    raise ValueError("val_data must be (x, y) arrays or a tfmc.data.Dataset (its validation split is the reward set)")
+    raise DataError("val_data must be (x, y) arrays or a tfmc.data.Dataset (its validation split is the reward set)")
 
 
 def _target(target_macs, target_params, target_latency_ms, latency_table):
     given = {k: v for k, v in (("macs", target_macs), ("params", target_params), ("latency", target_latency_ms))
              if v is not None}
     if len(given) != 1:
-        raise ValueError("give exactly one budget: target_macs, target_params or target_latency_ms")
+        raise BudgetError("give exactly one budget: target_macs, target_params or target_latency_ms")
     metric, value = next(iter(given.items()))
     if metric == "latency" and latency_table is None:
-        raise ValueError("target_latency_ms needs latency_table: a tflite_bench LatencyTable or a function "
+        raise BudgetError("target_latency_ms needs latency_table: a tflite_bench LatencyTable or a function "
                          "(layer name, in_channels, out_channels) -> ms")
     return metric, value
 
@@ -162,7 +163,7 @@ class _Outputs:
         with open(self.journal, encoding="utf-8") as f:
             history = [json.loads(line) for line, _ in zip(f, range(done))]
         if len(history) != done:
-            raise ValueError(f"{self.journal} holds {len(history)} episodes but the checkpoint has {done}; "
+            raise OutputError(f"{self.journal} holds {len(history)} episodes but the checkpoint has {done}; "
                              "the search folder is damaged")
         # a run killed between its append and its checkpoint left one more line: drop it
         tfmc_io.write_text(self.journal, "".join(json.dumps(row) + "\n" for row in history))
@@ -281,15 +282,15 @@ def search(model, val_data, *, target_macs=None, target_params=None, target_late
     require_graph_model(model)
     metric, target = _target(target_macs, target_params, target_latency_ms, latency_table)
     if not 0.0 < lbound <= 1.0:
-        raise ValueError(f"lbound must be in (0, 1], got {lbound!r}")
+        raise UsageError(f"lbound must be in (0, 1], got {lbound!r}")
     if int(episodes) != episodes or episodes < 1 or int(warmup) != warmup or warmup < 0:
-        raise ValueError(f"episodes must be >= 1 and warmup >= 0 (whole numbers), got {episodes!r} and {warmup!r}")
+        raise UsageError(f"episodes must be >= 1 and warmup >= 0 (whole numbers), got {episodes!r} and {warmup!r}")
     reward_name = _reward_name(reward)
     x_val, y_val = _reward_set(val_data)
     analysis = ChannelGraph(model)
     groups = [g for g in analysis.groups if g.prunable]
     if not groups:
-        raise ValueError(no_prunable_message(analysis))
+        raise PolicyError(no_prunable_message(analysis))
     cost_model = CostModel(analysis, metric, latency=latency_table)
     budget = make_budget(cost_model, target, lbound, round_to)
     macs_model = cost_model if metric == "macs" else CostModel(analysis, "macs")
@@ -312,15 +313,15 @@ def search(model, val_data, *, target_macs=None, target_params=None, target_late
     pointer = outputs.read_pointer() if outputs else None
     if pointer is not None:
         if not resume:
-            raise ValueError(f"{outputs.dir} already holds an AMC search ({pointer['episodes_done']} episodes done); "
+            raise OutputError(f"{outputs.dir} already holds an AMC search ({pointer['episodes_done']} episodes done); "
                              "resume it (resume=True, --resume) or choose another folder")
         if pointer.get("format") != _FORMAT:
-            raise ValueError(f"{outputs.dir} holds an AMC search written in format {pointer.get('format')!r} "
+            raise OutputError(f"{outputs.dir} holds an AMC search written in format {pointer.get('format')!r} "
                              f"(this tfmc writes {_FORMAT!r}); it cannot be resumed: choose another folder")
         stored = _with_later_defaults(pointer["fingerprint"])
         differs = sorted(k for k in set(fingerprint) | set(stored) if fingerprint.get(k) != stored.get(k))
         if differs:
-            raise ValueError(f"{outputs.dir} holds a different AMC search (it differs in: {', '.join(differs)}); "
+            raise OutputError(f"{outputs.dir} holds a different AMC search (it differs in: {', '.join(differs)}); "
                              "refusing to resume it")
 
     masked = MaskedModel(model, analysis, calib)  # the sampling seed of tfmc.prune: the reward is its model's

@@ -29,7 +29,7 @@ def register(sub):
 def run(args):
     from tfmc import data, io
     from tfmc.cli import UsageError
-    from tfmc.export import ExportError, to_tflite
+    from tfmc.export import to_tflite
     from tfmc.policy import BitPolicy
     from tfmc.quant import qat_custom_objects
 
@@ -51,10 +51,7 @@ def run(args):
     io_dtype = args.io
     if io_dtype is None and args.mode == "mixed" and representative is not None:
         io_dtype = "int8"
-    try:
-        result = to_tflite(model, args.out, mode=args.mode, policy=policy, representative_data=representative,
-                           io_dtype=io_dtype)
-    except ExportError as exc:
-        raise UsageError(str(exc)) from None
+    result = to_tflite(model, args.out, mode=args.mode, policy=policy, representative_data=representative,
+                       io_dtype=io_dtype)
     print(result.to_markdown())
     return 0

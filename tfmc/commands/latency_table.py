@@ -66,7 +66,7 @@ def run(args):
         table = build_latency_table(model, grid=grid, target="android" if args.android else "host",
                                     threads=args.threads, runs=args.runs, warmup=args.warmup, binary=args.binary,
                                     serial=args.serial, progress=progress)
-    except (BenchError, ValueError) as exc:
+    except BenchError as exc:  # the benchmark tool, adb or the phone failed: the user's set-up, not a bug
         raise UsageError(str(exc)) from None
     finally:
         bar.close()

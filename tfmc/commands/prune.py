@@ -66,7 +66,7 @@ def _parse_ratios(text):
     if os.path.exists(text):
         try:
             return PrunePolicy.from_json(text)
-        except (ValueError, KeyError) as exc:
+        except (OSError, ValueError, KeyError) as exc:
             raise UsageError(f"--ratios {text}: not a valid PrunePolicy JSON ({exc})") from None
     try:
         return float(text)
@@ -98,10 +98,7 @@ def run(args):
     if args.data:
         dataset = data.load_for_model(args.data, model, data_dir=args.data_dir)
         calib = dataset.x_train[: args.calib_images]
-    try:
-        pruned, details = prune(model, ratios, calib_data=calib, round_to=args.round_to, return_details=True)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    pruned, details = prune(model, ratios, calib_data=calib, round_to=args.round_to, return_details=True)
     model_path, folder = _output_paths(args.out)
     io.save_model(pruned, model_path)
     before, after = cost.count_macs(model), cost.count_macs(pruned)

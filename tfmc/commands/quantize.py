@@ -57,6 +57,7 @@ def _load_policy(path):
 def run(args):
     from tfmc import bops, data, io
     from tfmc.cli import UsageError
+    from tfmc.errors import PolicyError
     from tfmc.gmpq import plots
     from tfmc.quant import quantize
     from tfmc.train import accuracy, fit, make_strategy
@@ -68,30 +69,27 @@ def run(args):
     model = io.load_model(args.model)
     dataset = data.load_for_model(args.data, model, data_dir=args.data_dir, classes=True)
     os.makedirs(args.out, exist_ok=True)
-    try:
-        if args.bits:
-            policy = _load_policy(args.bits)
-            bops.check_policy_layers(model, policy)
-        else:
-            from tfmc import gmpq
+    if args.bits:
+        policy = _load_policy(args.bits)
+        bops.check_policy_layers(model, policy)
+    else:
+        from tfmc import gmpq
 
-            fixed = None
-            if args.keep_ends is not None:
-                fixed = {name: (args.keep_ends, args.keep_ends) for name in gmpq.end_layers(model, args.space)}
-            result = gmpq.search(
-                model, dataset, target_bops=args.target_bops, space=args.space, search_fraction=args.search_fraction,
-                epochs=args.search_epochs, attribution_weight=args.attribution_weight, seed=args.seed,
-                strategy=args.strategy, fixed_bits=fixed, random_shift=args.random_shift,
-            )
-            policy = result.policy
-            io.write_json(os.path.join(args.out, "history.json"), result.history)
-            print(f"search: {result.search_seconds:.1f} s on {result.samples} images; "
-                  f"{result.achieved_bops:,} BOPs of a {result.target_bops:,} target", file=sys.stderr)
-        strategy = make_strategy(args.strategy)
-        with strategy.scope():  # variables trained under a strategy must be created in its scope
-            qat = quantize(model, policy)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+        fixed = None
+        if args.keep_ends is not None:
+            fixed = {name: (args.keep_ends, args.keep_ends) for name in gmpq.end_layers(model, args.space)}
+        result = gmpq.search(
+            model, dataset, target_bops=args.target_bops, space=args.space, search_fraction=args.search_fraction,
+            epochs=args.search_epochs, attribution_weight=args.attribution_weight, seed=args.seed,
+            strategy=args.strategy, fixed_bits=fixed, random_shift=args.random_shift,
+        )
+        policy = result.policy
+        io.write_json(os.path.join(args.out, "history.json"), result.history)
+        print(f"search: {result.search_seconds:.1f} s on {result.samples} images; "
+              f"{result.achieved_bops:,} BOPs of a {result.target_bops:,} target", file=sys.stderr)
+    strategy = make_strategy(args.strategy)
+    with strategy.scope():  # variables trained under a strategy must be created in its scope
+        qat = quantize(model, policy)
     policy.to_json(os.path.join(args.out, "policy.json"))
     plots.plot_bits(policy, os.path.join(args.out, "bits.png"))
     if args.qat_epochs:
@@ -101,7 +99,7 @@ def run(args):
     io.save_model(qat, os.path.join(args.out, "qat.keras"))
     try:
         plots.attribution_figure(model, qat, dataset.x_test[:4], os.path.join(args.out, "attribution.png"))
-    except ValueError as exc:
+    except PolicyError as exc:  # a model without a conv feature map has no Grad-CAM
         print(f"no attribution figure: {exc}", file=sys.stderr)
     int8 = bops.count_bops(model, bops.uniform_policy(model, 8, 8))
     rows = [("float", model, None), (f"QAT ({args.qat_epochs} epochs)", qat, policy)]

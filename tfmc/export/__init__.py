@@ -13,6 +13,7 @@ import numpy as np
 
 from tfmc import io as tfmc_io
 from tfmc._keras import require_graph_model, tf
+from tfmc.errors import ExportError
 from tfmc.export import bits as bits_lib
 from tfmc.export import check as check_lib
 from tfmc.export import flatbuffer
@@ -25,10 +26,6 @@ CHECK_SAMPLES = 16
 CALIBRATION_SAMPLES = 200
 # Relative top-1/top-2 gap under which float rounding may swap the two (per mode).
 _TIE_TOLERANCE = {"float32": 1e-5, "float16": 2e-3}
-
-
-class ExportError(ValueError):
-    """The model cannot be exported as asked; the message says why and what was expected."""
 
 
 @dataclasses.dataclass
@@ -324,7 +321,7 @@ def to_tflite(model, path, *, mode, policy=None, representative_data=None, io_dt
         agreement = check_lib.check_tflite(
             model, tflite_bytes, samples, exact=mode in _TIE_TOLERANCE, tie_tolerance=_TIE_TOLERANCE.get(mode, 1e-3))
         layers = _layer_reports(model, tflite_bytes, mode, policy, notes, planned)
-    except ValueError as exc:
+    except ExportError as exc:
         raise ExportError(f"the {mode} export of {model.name!r} failed its check: {exc}") from exc
     if mode == "qat" and policy is not None:
         for name, extra in _qat_notes(policy, layers).items():

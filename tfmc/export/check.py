@@ -3,6 +3,8 @@ import dataclasses
 
 import numpy as np
 
+from tfmc.errors import ExportError
+
 
 @dataclasses.dataclass
 class Agreement:
@@ -89,7 +91,7 @@ def check_tflite(model, tflite_bytes, samples, *, exact, tie_tolerance):
       Agreement.
 
     Raises:
-      ValueError: LiteRT cannot load or run the model, or ``exact`` and a
+      ExportError: LiteRT cannot load or run the model, or ``exact`` and a
         clear-cut sample disagrees.
     """
     from tflite_bench.host import load_interpreter
@@ -99,14 +101,14 @@ def check_tflite(model, tflite_bytes, samples, *, exact, tie_tolerance):
         interpreter = load_interpreter(tflite_bytes, threads=1)
         got = tflite_outputs(interpreter, samples)
     except (BenchError, RuntimeError) as exc:
-        raise ValueError(f"the exported model does not run in LiteRT: {exc}") from exc
+        raise ExportError(f"the exported model does not run in LiteRT: {exc}") from exc
     reference = model(samples, training=False)
     reference = reference[0] if isinstance(reference, (list, tuple)) else reference
     agreement, agree, clear = top1_agreement(np.asarray(reference), got, tie_tolerance)
     if exact:
         wrong = np.flatnonzero(~agree & clear)
         if wrong.size:
-            raise ValueError(
+            raise ExportError(
                 f"the float export disagrees with the Keras model on top-1 for samples {wrong.tolist()} "
                 f"({agreement}); this is a conversion bug, not rounding"
             )

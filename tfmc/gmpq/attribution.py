@@ -7,6 +7,7 @@ convolutional feature map, for each model's own predicted class.
 """
 from tfmc import graph as graph_lib
 from tfmc._keras import keras, tf
+from tfmc.errors import PolicyError
 
 L = keras.layers
 _CONV_KINDS = ("conv", "depthwise", "separable")
@@ -26,7 +27,7 @@ def feature_layer(model):
     calls = graph_lib.layer_calls(model)
     convs = [c for c in calls if graph_lib.layer_kind(c.layer) in _CONV_KINDS and len(c.output_shapes[0] or ()) == 4]
     if not convs:
-        raise ValueError(
+        raise PolicyError(
             f"GMPQ attribution needs a convolutional layer (Conv2D, DepthwiseConv2D or SeparableConv2D) "
             f"with a 4-D feature map before the classifier; model {model.name!r} has none"
         )

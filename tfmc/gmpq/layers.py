@@ -12,6 +12,7 @@ so the cost is one convolution (or matmul) per layer whatever the number of
 candidates. Rounding passes gradients straight through.
 """
 from tfmc._keras import keras, register, tf
+from tfmc.errors import UsageError
 
 L = keras.layers
 
@@ -53,7 +54,7 @@ def quantize_activations(x, bits, clip, signed):
 def _check_candidates(what, bits):
     bits = tuple(int(b) for b in bits)
     if not bits or any(not 2 <= b <= 16 for b in bits) or list(bits) != sorted(set(bits)):
-        raise ValueError(f"{what} must be distinct increasing bit widths in 2..16, got {bits}")
+        raise UsageError(f"{what} must be distinct increasing bit widths in 2..16, got {bits}")
     return bits
 
 
@@ -85,7 +86,7 @@ class _MixedPrecision:
         self.signed_input = bool(signed_input)
         self.activation_clip_init = float(activation_clip)
         if not self.activation_clip_init > 0:
-            raise ValueError(f"activation_clip must be positive, got {activation_clip}")
+            raise UsageError(f"activation_clip must be positive, got {activation_clip}")
         self.per_axis = bool(per_axis)
 
     def _build_mixed(self):

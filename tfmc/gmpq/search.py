@@ -19,6 +19,7 @@ from tfmc import bops as bops_lib
 from tfmc import cost
 from tfmc import data as data_lib
 from tfmc._keras import keras, require_graph_model, tf
+from tfmc.errors import BudgetError, DataError, PolicyError, UsageError
 from tfmc.gmpq import attribution
 from tfmc.gmpq.layers import MIXED_CLASSES
 from tfmc.gmpq.spaces import DEFAULT_SPACE, check_space, layer_candidates
@@ -69,11 +70,11 @@ def space_budget(model, space=DEFAULT_SPACE, fixed_bits=None):
         if found is not None and macs.get(layer.name, 0) > 0:
             candidates[layer.name] = found
     if not candidates:
-        raise ValueError(f"model {model.name!r} has no Conv2D, DepthwiseConv2D or Dense layer to search bit widths for")
+        raise PolicyError(f"model {model.name!r} has no Conv2D, DepthwiseConv2D or Dense layer to search bit widths for")
     fixed = BitPolicy(dict(fixed_bits or {}))
     unknown = sorted(set(fixed) - set(candidates))
     if unknown:
-        raise ValueError(f"fixed_bits names layers that space {space!r} does not search in model {model.name!r}: "
+        raise PolicyError(f"fixed_bits names layers that space {space!r} does not search in model {model.name!r}: "
                          f"{unknown}; searched layers: {list(candidates)}")
     for name in fixed:
         candidates[name] = ((fixed[name].weight_bits,), (fixed[name].activation_bits,))
@@ -104,10 +105,10 @@ def resolve_target(target, budget):
         smallest candidates allow (the message gives that minimum).
     """
     if isinstance(target, bool) or not isinstance(target, (int, float)) or not target > 0 or math.isinf(target):
-        raise ValueError(f"target BOPs must be a positive number (a fraction of 8-bit BOPs if <= 1), got {target!r}")
+        raise BudgetError(f"target BOPs must be a positive number (a fraction of 8-bit BOPs if <= 1), got {target!r}")
     absolute = int(target * budget.int8_bops) if target <= 1 else int(target)
     if absolute < budget.min_bops:
-        raise ValueError(
+        raise BudgetError(
             f"target of {absolute:,} BOPs ({absolute / budget.int8_bops:.3f} of 8-bit) is below the minimum "
             f"{budget.min_bops:,} BOPs ({budget.min_bops / budget.int8_bops:.3f} of 8-bit) that the smallest "
             f"candidates of space {budget.space!r} allow"
@@ -250,7 +251,7 @@ def repair_policy(policy, probabilities, budget, target):
     while budget.bops(_as_policy(bits)) > target:
         moves = _bit_moves(bits, probabilities, budget, -1)
         if not moves:
-            raise ValueError(f"cannot reach {target:,} BOPs: every layer is at its smallest candidate")
+            raise BudgetError(f"cannot reach {target:,} BOPs: every layer is at its smallest candidate")
         _, _, name, slot, kind, lower = min(moves)
         steps.append((name, kind, bits[name][slot], lower))
         bits[name][slot] = lower
@@ -349,10 +350,10 @@ def search(model, data, *, target_bops, space=DEFAULT_SPACE, fixed_bits=None, se
     log = log or sys.stderr
     require_graph_model(model)
     if not 0 < search_fraction <= 1:
-        raise ValueError(f"search_fraction must be in (0, 1], got {search_fraction!r}")
+        raise UsageError(f"search_fraction must be in (0, 1], got {search_fraction!r}")
     capacity = exponent == "capacity"
     if not capacity and (isinstance(exponent, str) or not exponent > 0):
-        raise ValueError(f"exponent must be 'capacity' or a positive number, got {exponent!r}")
+        raise UsageError(f"exponent must be 'capacity' or a positive number, got {exponent!r}")
     feature_name = attribution.feature_layer(model)
     budget = space_budget(model, space, fixed_bits)
     target = resolve_target(target_bops, budget)
@@ -491,11 +492,11 @@ def _check_shift(random_shift, x):
     if random_shift is None:
         return min(DEFAULT_SHIFT, (min(x.shape[1:3]) - 1) // 2) if images else 0
     if isinstance(random_shift, bool) or not isinstance(random_shift, (int, np.integer)) or random_shift < 0:
-        raise ValueError(f"random_shift must be a whole number of pixels >= 0, got {random_shift!r}")
+        raise UsageError(f"random_shift must be a whole number of pixels >= 0, got {random_shift!r}")
     if random_shift > 0 and not images:
-        raise ValueError(f"random_shift moves images (N x H x W x C); the search data has shape {x.shape}")
+        raise DataError(f"random_shift moves images (N x H x W x C); the search data has shape {x.shape}")
     if random_shift > 0 and 2 * random_shift >= min(x.shape[1:3]):
-        raise ValueError(f"random_shift must be below half the image size; {random_shift} pixels for "
+        raise UsageError(f"random_shift must be below half the image size; {random_shift} pixels for "
                          f"{x.shape[1]}x{x.shape[2]} images")
     return int(random_shift)
 

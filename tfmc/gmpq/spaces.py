@@ -1,6 +1,7 @@
 """Search spaces: which bit widths each kind of layer may take."""
 from tfmc import graph as graph_lib
 from tfmc._keras import keras
+from tfmc.errors import UsageError
 
 L = keras.layers
 
@@ -27,7 +28,7 @@ _SEARCHABLE_CLASSES = (L.Conv2D, L.DepthwiseConv2D, L.Dense)
 def check_space(space):
     """Return ``space`` if it is a known space name, else raise ValueError listing them."""
     if space not in SPACES:
-        raise ValueError(f"unknown search space {space!r}; expected one of {sorted(SPACES)}")
+        raise UsageError(f"unknown search space {space!r}; expected one of {sorted(SPACES)}")
     return space
 
 

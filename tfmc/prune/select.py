@@ -6,6 +6,7 @@ consumer are summed, so one decision serves all of them.
 """
 import numpy as np
 
+from tfmc.errors import PolicyError
 from tfmc.policy import PrunePolicy, _check_ratio, kept_channels
 
 
@@ -82,17 +83,17 @@ def resolve_keep_ratios(analysis, ratios, round_to=8):
         resolved = {}
         for name, ratio in ratios.items():
             if name not in known:
-                raise ValueError(f"unknown channel group {name!r}; prunable groups are: {', '.join(prunable)}")
+                raise PolicyError(f"unknown channel group {name!r}; prunable groups are: {', '.join(prunable)}")
             group = known[name]
             if not group.prunable:
                 if ratio < 1.0:
-                    raise ValueError(f"channel group {name!r} cannot be pruned: {group.reason}")
+                    raise PolicyError(f"channel group {name!r} cannot be pruned: {group.reason}")
                 continue
             resolved[name] = float(ratio)
         return resolved, round_to
     ratio = _check_ratio("every group", ratios)
     if not prunable:
-        raise ValueError("the model has no prunable channel group: " + "; ".join(f"{g.name}: {g.reason}" for g in analysis.groups))
+        raise PolicyError("the model has no prunable channel group: " + "; ".join(f"{g.name}: {g.reason}" for g in analysis.groups))
     return {name: ratio for name in prunable}, round_to
 
 

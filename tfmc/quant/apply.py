@@ -3,6 +3,7 @@ import tensorflow_model_optimization as tfmot
 
 from tfmc._keras import custom_objects, keras, require_graph_model, tf
 from tfmc.bops import check_policy_layers
+from tfmc.errors import PolicyError
 from tfmc.policy import BitPolicy
 from tfmc.quant.configs import LayerBitsQuantizeConfig, quantizable_class
 
@@ -78,7 +79,7 @@ def quantize(model, policy):
     for name in policy:
         layer = model.get_layer(name)
         if quantizable_class(layer) is None:
-            raise ValueError(
+            raise PolicyError(
                 f"layer {name!r} is a {type(layer).__name__}; tfmc.quantize supports Conv2D, "
                 "DepthwiseConv2D and Dense"
             )
