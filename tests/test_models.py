@@ -124,3 +124,14 @@ def test_reference_model_trains_once_then_loads_from_the_cache_keyed_by_recipe(t
     assert reference.cache_key("resnet_small", tiny, models.resnet_small()) == info["cache_key"]
     assert reference.cache_paths("resnet_small", info["cache_key"], tmp_path) == (
         str(tmp_path / f"{stem}.keras"), str(tmp_path / f"{stem}.json"))
+
+
+def test_reference_command_without_the_data_files_exits_2_with_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["reference.py", "resnet_small", "--data-dir", str(tmp_path / "none"),
+                                      "--cache-dir", str(tmp_path / "cache")])
+    with pytest.raises(SystemExit) as exit_info:
+        reference.main()
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("reference.py: error: ") and "Fashion-MNIST" in err and err.count("\n") == 1
+    assert not os.path.exists(tmp_path / "cache")
