@@ -10,7 +10,7 @@ from tfmc.errors import TfmcError, UsageError
 # parser and sets ``run`` (args -> exit code) as the default.
 _COMMANDS = ("profile", "prune", "latency_table", "quantize", "export", "demo")
 
-__all__ = ["UsageError", "add_strategy_argument", "build_parser", "main"]
+__all__ = ["UsageError", "add_model_argument", "add_strategy_argument", "build_parser", "main"]
 
 
 def add_strategy_argument(parser):
@@ -19,6 +19,14 @@ def add_strategy_argument(parser):
 
     parser.add_argument("--strategy", default="default", choices=STRATEGIES,
                         help="tf.distribute strategy for training steps (default: one device)")
+
+
+def add_model_argument(parser, help_text=".keras / .h5 file or SavedModel folder"):
+    """The positional MODEL and ``--trust-model-code``: every command that loads a model takes both."""
+    parser.add_argument("model", help=help_text)
+    parser.add_argument("--trust-model-code", action="store_true",
+                        help="load a model whose Lambda layers or unregistered classes run Python code of the "
+                             "file's own (only for files from a source you trust)")
 
 
 def build_parser():

@@ -71,24 +71,56 @@ def save_model(model, path):
     return os.fspath(path)
 
 
-def load_model(path, custom_objects=None):
-    """Load a tf_keras model from a .keras / .h5 file or a SavedModel folder.
+def load_model(path, custom_objects=None, *, trust_code=False):
+    """Load a tf_keras model from a .keras / .h5 file or a SavedModel folder, refusing code it carries.
+
+    The format is judged by the content (zip, HDF5 or a SavedModel folder),
+    not by the name. Before anything is built, the stored config is read:
+    a Lambda layer (its Python code runs while the model is rebuilt) or a
+    layer class that is neither Keras' nor registered is refused unless
+    ``trust_code`` is set.
+
+    Args:
+      path: the file or folder.
+      custom_objects: {name: class} for the file's own layers, added to tfmc's.
+      trust_code: allow Lambda layers and unregistered classes: only for
+        files from a source you trust.
+
+    Returns:
+      A functional or Sequential tf_keras model with a known input shape.
 
     Raises:
-      ModelLoadError: the path is missing or does not hold a tf_keras model.
+      ModelLoadError: the path is missing, is not a tf_keras model, carries
+        code and ``trust_code`` is False (the message names the layer), or
+        holds a subclassed model or one without an input shape.
+
+    Example:
+      >>> model = load_model("model.h5")  # doctest: +SKIP
+      >>> model = load_model("downloaded.keras", trust_code=True)  # doctest: +SKIP
     """
-    from tfmc import _keras
+    from tfmc import _keras, model_files
 
     keras = _keras.keras
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise ModelLoadError(f"model path {path!r} does not exist (expected a .keras/.h5 file or a SavedModel folder)")
+    fmt = model_files.model_format(path)
     objects = dict(_keras.custom_objects())
     objects.update(custom_objects or {})
+    if not trust_code:
+        model_files.check_safe(path, model_files.read_configs(path, fmt), objects)
+    with contextlib.ExitStack() as stack:
+        source = path
+        if fmt == "keras" and not path.endswith(".keras"):  # tf_keras reads a zip only under a .keras name
+            source = os.path.join(stack.enter_context(tempfile.TemporaryDirectory()), "model.keras")
+            os.symlink(os.path.abspath(path), source)
+        try:
+            with keras.utils.custom_object_scope(objects):
+                model = keras.models.load_model(source, compile=False, safe_mode=not trust_code)
+        except Exception as exc:  # keras raises many types here; one clear message is what a user needs
+            raise ModelLoadError(
+                f"could not load {path!r} as a tf_keras model (.keras, .h5 or SavedModel): {exc}"
+            ) from exc
     try:
-        with keras.utils.custom_object_scope(objects):
-            return keras.models.load_model(path, compile=False)
-    except Exception as exc:  # keras raises many types here; one clear message is what a user needs
-        raise ModelLoadError(
-            f"could not load {path!r} as a tf_keras model (.keras, .h5 or SavedModel): {exc}"
-        ) from exc
+        _keras.require_graph_model(model)
+    except (TypeError, ValueError) as exc:
+        raise ModelLoadError(f"{path!r}: {exc}") from None
+    return model

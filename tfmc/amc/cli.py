@@ -44,7 +44,7 @@ def run_search(args):
     if args.finetune_epochs < 0:
         raise UsageError(f"--finetune-epochs must be >= 0, got {args.finetune_epochs}")
     table = _latency_table(args.latency_table)
-    model = io.load_model(args.model)
+    model = io.load_model(args.model, trust_code=args.trust_model_code)
     dataset = data.load_for_model(args.data, model, data_dir=args.data_dir, classes=True)
     calib = dataset.x_train[: args.calib_images]
     result = amc.search(

@@ -3,6 +3,7 @@
 
 def register(sub):
     from tfmc import data
+    from tfmc.cli import add_model_argument
     from tfmc.export import IO_DTYPES, MODES
 
     p = sub.add_parser(
@@ -14,7 +15,7 @@ def register(sub):
             "quantizes activations to int8 too. Prints a table of what each layer became."
         ),
     )
-    p.add_argument("model", help=".keras / .h5 file or SavedModel folder (for --mode qat: a tfmc quantize output)")
+    add_model_argument(p, ".keras / .h5 file or SavedModel folder (for --mode qat: a tfmc quantize output)")
     p.add_argument("--mode", required=True, choices=MODES, help="what to store: " + ", ".join(MODES))
     p.add_argument("--out", required=True, help="output .tflite file")
     p.add_argument("--bits", help="BitPolicy JSON (mode mixed; for qat, the request to compare against)")
@@ -43,7 +44,7 @@ def run(args):
             policy = BitPolicy.from_json(args.bits)
         except (OSError, ValueError, KeyError) as exc:
             raise UsageError(f"--bits {args.bits}: not a valid BitPolicy JSON ({exc})") from None
-    model = io.load_model(args.model, custom_objects=qat_custom_objects())
+    model = io.load_model(args.model, custom_objects=qat_custom_objects(), trust_code=args.trust_model_code)
     representative = None
     if args.data:
         dataset = data.load_for_model(args.data, model, data_dir=args.data_dir)

@@ -2,6 +2,8 @@
 
 
 def register(sub):
+    from tfmc.cli import add_model_argument
+
     p = sub.add_parser(
         "latency-table",
         help="time every conv / depthwise / dense layer on a grid of channel counts (for prune --target-latency-ms)",
@@ -11,7 +13,7 @@ def register(sub):
             "The JSON it writes is what `tfmc prune --target-latency-ms MS --latency-table FILE` reads."
         ),
     )
-    p.add_argument("model", help=".keras / .h5 file or SavedModel folder, with a fixed input size")
+    add_model_argument(p, ".keras / .h5 file or SavedModel folder, with a fixed input size")
     p.add_argument("--out", required=True, help="the JSON file to write")
     p.add_argument("--grid", default="0.25,0.5,0.75,1.0",
                    help="keep fractions of each layer's channels to measure, comma-separated "
@@ -52,7 +54,7 @@ def run(args):
             raise UsageError(f"--{name} must be >= 1, got {getattr(args, name)}")
     if args.android and not args.binary:
         raise UsageError("--android needs --binary: the benchmark_model executable to push to the phone")
-    model = io.load_model(args.model)
+    model = io.load_model(args.model, trust_code=args.trust_model_code)
     bar = tqdm(desc="latency table", unit="layer", disable=args.no_progress, dynamic_ncols=True)
     seen = set()
 

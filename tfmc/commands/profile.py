@@ -2,8 +2,10 @@
 
 
 def register(sub):
+    from tfmc.cli import add_model_argument
+
     p = sub.add_parser("profile", help="per-layer MACs, parameters and channel groups of a model")
-    p.add_argument("model", help=".keras / .h5 file or SavedModel folder")
+    add_model_argument(p)
     p.add_argument("--groups", action="store_true", help="also list the channel groups and why frozen ones are")
     p.set_defaults(run=run)
 
@@ -11,7 +13,7 @@ def register(sub):
 def run(args):
     from tfmc import cost, graph, io
 
-    model = io.load_model(args.model)
+    model = io.load_model(args.model, trust_code=args.trust_model_code)
     print(cost.profile(model).to_markdown())
     if args.groups:
         print()

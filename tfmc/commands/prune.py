@@ -6,7 +6,7 @@ _TARGETS = ("target_macs", "target_params", "target_latency_ms")
 
 def register(sub):
     from tfmc import data
-    from tfmc.cli import add_strategy_argument
+    from tfmc.cli import add_model_argument, add_strategy_argument
 
     p = sub.add_parser(
         "prune",
@@ -19,7 +19,7 @@ def register(sub):
             "and the search checkpoint (--resume continues it)."
         ),
     )
-    p.add_argument("model", help=".keras / .h5 file or SavedModel folder")
+    add_model_argument(p)
     p.add_argument("--ratios", help="keep ratio for every prunable group (e.g. 0.5) or a PrunePolicy JSON file")
     data.add_data_arguments(p, "calibration data for least-squares reconstruction (an AMC search: its reward set)")
     p.add_argument("--calib-images", type=int, default=512, help="calibration images used for reconstruction (default 512)")
@@ -93,7 +93,7 @@ def run(args):
     if args.ratios is None:
         raise UsageError("give --ratios FLOAT|FILE (keep ratios to apply) or a budget for an AMC search (--target-macs F)")
     ratios = _parse_ratios(args.ratios)
-    model = io.load_model(args.model)
+    model = io.load_model(args.model, trust_code=args.trust_model_code)
     calib = None
     if args.data:
         dataset = data.load_for_model(args.data, model, data_dir=args.data_dir)

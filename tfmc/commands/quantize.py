@@ -6,7 +6,7 @@ import sys
 
 def register(sub):
     from tfmc import data
-    from tfmc.cli import add_strategy_argument
+    from tfmc.cli import add_model_argument, add_strategy_argument
 
     p = sub.add_parser(
         "quantize",
@@ -17,7 +17,7 @@ def register(sub):
             "larger values are absolute BOPs."
         ),
     )
-    p.add_argument("model", help=".keras / .h5 file or SavedModel folder")
+    add_model_argument(p)
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--bits", help="BitPolicy JSON file to apply")
     source.add_argument("--target-bops", type=float, help="BOPs budget: fraction of 8-bit (<= 1) or absolute")
@@ -66,7 +66,7 @@ def run(args):
         raise UsageError("--qat-epochs must be >= 0 and --search-epochs >= 1")
     if not 0 < args.search_fraction <= 1:
         raise UsageError(f"--search-fraction must be in (0, 1], got {args.search_fraction}")
-    model = io.load_model(args.model)
+    model = io.load_model(args.model, trust_code=args.trust_model_code)
     dataset = data.load_for_model(args.data, model, data_dir=args.data_dir, classes=True)
     os.makedirs(args.out, exist_ok=True)
     if args.bits:
