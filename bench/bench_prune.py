@@ -3,7 +3,7 @@
 Run: .venv/bin/python bench/bench_prune.py [--size 128] [--rounds 15] [--runs 20] [--threads 2]
 
 Every model is converted to float32 .tflite and run by the LiteRT
-interpreter (XNNPACK) through ``tflite_bench.alternate``: the models take
+interpreter (XNNPACK) through the harness's ``host_latency``: the models take
 turns in rounds, so drift on this noisy machine hits all alike; each round's
 per-inference median is taken and the medians of the rounds are compared. Speedup fidelity =
 (latency ratio) / (MACs ratio); 1.0 means latency fell exactly as MACs did.
@@ -17,9 +17,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tfmc  # noqa: E402
-import tflite_bench  # noqa: E402
 from tfmc._keras import keras  # noqa: E402
 from benchmarks_md import write_section  # noqa: E402
+from harness import host_latency, markdown_table, model_facts  # noqa: E402
 
 
 def uniform_ratio_for(model, target_fraction, round_to):
@@ -59,18 +59,17 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         paths = [tfmc.export.to_tflite(m, os.path.join(tmp, f"{i}.tflite"), mode="float32").path
                  for i, (_, m) in enumerate(candidates)]
-        sizes = [os.path.getsize(p) for p in paths]
-        per_model = tflite_bench.alternate(paths, rounds=args.rounds, threads=args.threads, runs=args.runs, warmup=10)
-        latency = [tflite_bench.median_of_rounds_us(r) / 1e3 for r in per_model]
-    macs = [tfmc.count_macs(m) for _, m in candidates]
+        facts = [model_facts(m, path) for (_, m), path in zip(candidates, paths)]
+        latency = host_latency(paths, reference=0, rounds=args.rounds, threads=args.threads, runs=args.runs, warmup=10)
     command = "python bench/bench_prune.py " + " ".join(
         f"--{k} {v}" for k, v in (("size", args.size), ("threads", args.threads), ("rounds", args.rounds), ("runs", args.runs), ("round-to", args.round_to))
     )
     rows = []
-    for (name, m), mac, size, ms in zip(candidates, macs, sizes, latency):
-        macs_ratio, latency_ratio = macs[0] / mac, latency[0] / ms
-        fidelity = f"{latency_ratio / macs_ratio:.3f}" if mac != macs[0] else "-"
-        rows.append(f"| {name} | {mac:,} | {tfmc.count_params(m):,} | {size:,} | {ms:.3f} | {macs_ratio:.3f} | {latency_ratio:.3f} | {fidelity} |")
+    for (name, _), fact, timed in zip(candidates, facts, latency):
+        macs_ratio = facts[0].macs / fact.macs
+        fidelity = f"{timed.speedup / macs_ratio:.3f}" if fact.macs != facts[0].macs else "-"
+        rows.append([name, f"{fact.macs:,}", f"{fact.params:,}", f"{fact.tflite_bytes:,}", f"{timed.ms:.3f}",
+                     f"{macs_ratio:.3f}", f"{timed.speedup:.3f}", fidelity])
     table = "\n".join([
         f"## Structural pruning: MobileNetV2 {args.size}x{args.size} at half the MACs (channels in multiples of {args.round_to})",
         "",
@@ -79,9 +78,9 @@ def main():
         "Speedup fidelity = latency ratio / MACs ratio against the original (goal >= 0.9; AMC's MobileNet on a Pixel 1: 0.89). "
         "Keras' own width-multiplier models are timed in the same run as the reference for what this runtime gives.",
         "",
-        "| model | MACs | params | .tflite bytes | latency (ms) | MACs ratio | latency ratio | fidelity |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
-    ] + rows)
+        markdown_table(["model", "MACs", "params", ".tflite bytes", "latency (ms)", "MACs ratio", "latency ratio",
+                        "fidelity"], rows),
+    ])
     print(table)
     if not args.no_write:
         write_section(f"bench_prune_{args.size}_round{args.round_to}", table)

@@ -159,31 +159,23 @@ def host_latency(paths, *, reference=0, rounds=5, threads=1, runs=50, warmup=5):
     return [HostLatency(ms=ms[p], reference_ms=ms[paths[reference]]) for p in paths]
 
 
-def mean_and_error(values):
-    """The mean of ``values`` and its standard error (sample std / sqrt(n); nan for fewer than two).
-
-    Args:
-      values: per-seed figures.
-
-    Returns:
-      (mean, standard error) as floats.
-    """
-    values = np.asarray(values, dtype=np.float64)
-    error = float(np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan")
-    return float(np.mean(values)), error
-
-
 def mean_and_std(values):
-    """The mean of ``values`` and their sample standard deviation (0 for a single value).
+    """The mean of per-seed figures and their sample standard deviation (0 for a single value).
 
     Args:
-      values: per-seed figures.
+      values: a non-empty sequence of numbers.
 
     Returns:
       (mean, standard deviation) as floats.
     """
     values = np.asarray(values, dtype=np.float64)
     return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
+def mean_and_error(values):
+    """The mean of per-seed figures and its standard error, sample std / sqrt(n), which is nan for one value."""
+    mean, std = mean_and_std(values)
+    return mean, std / math.sqrt(len(values)) if len(values) > 1 else float("nan")
 
 
 @dataclasses.dataclass(frozen=True)
