@@ -69,3 +69,13 @@ def test_demo_unknown_strategy_is_one_line(tmp_path, capsys):
         "tfmc demo: error: unknown --strategy 'tpu'; expected one of default, mirrored, multiworker"
     )
     assert not (tmp_path / "o").exists()
+
+
+def test_demo_data_must_be_a_known_name(tmp_path, capsys):
+    with pytest.raises(ValueError, match=r"^the demo runs on digits or fashion_mnist, not 'cifar10'$"):
+        run_demo(str(tmp_path / "o"), data="cifar10", config=TINY)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["demo", "--data", "cifar10", "--out", str(tmp_path / "o")])
+    assert exit_info.value.code == 2
+    assert "argument --data: invalid choice: 'cifar10' (choose from 'digits', 'fashion_mnist')" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
