@@ -6,13 +6,14 @@ MobileNetV2 (random weights, 10 classes) is exported three ways with
 tfmc.export.to_tflite: float32, int8 (full-integer, calibrated on the
 built-in digits) and mixed (int4 weights for every Conv2D / Dense, int8 for
 the depthwise layers, float activations quantized at run time). Each model is timed in alternating
-rounds by tflite_bench.run (LiteRT Interpreter, XNNPACK) and by
+rounds (tflite_bench.alternate_calls) by tflite_bench.run (LiteRT Interpreter, XNNPACK) and by
 `litert-benchmark` (LiteRT CompiledModel API, a separate process); each
 side's figure is the median of its round medians. The size table sets each
 file's bytes against the packed size of its parameters (parameters x bits / 8,
 tfmc.bops.packed_size_bytes).
 """
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -30,8 +31,14 @@ from tfmc import graph  # noqa: E402
 from tfmc._keras import keras  # noqa: E402
 from tfmc.bops import packed_size_bytes  # noqa: E402
 from benchmarks_md import write_section  # noqa: E402
+from harness import markdown_table, model_facts  # noqa: E402
 
 LITERT_BENCHMARK = os.path.join(os.path.dirname(sys.executable), "litert-benchmark")
+
+
+def host_median_us(path, threads, runs, warmup):
+    """Median latency of ``tflite_bench.run`` (LiteRT Interpreter in this process), in microseconds."""
+    return tflite_bench.run(path, threads=threads, runs=runs, warmup=warmup).median_us
 
 
 def reference_median_us(path, threads, runs, warmup):
@@ -84,33 +91,19 @@ def main(argv=None):
             result = tfmc.export.to_tflite(model, os.path.join(directory, f"{name}.tflite"), mode=name, **kwargs)
             exports[name] = (result, packed_size_bytes(model, packed_policy))
             print(f"{name}: {result.size_bytes:,} bytes, {result.agreement}", flush=True)
-        host = {name: [] for name in exports}
-        reference = {name: [] for name in exports}
-        for round_index in range(args.rounds):
-            for name, (result, _) in exports.items():
-                sides = ("host", "ref") if round_index % 2 == 0 else ("ref", "host")
-                for side in sides:
-                    if side == "host":
-                        r = tflite_bench.run(result.path, threads=args.threads, runs=args.runs, warmup=args.warmup)
-                        host[name].append(r.median_us)
-                    else:
-                        reference[name].append(reference_median_us(result.path, args.threads, args.runs, args.warmup))
-            print(f"round {round_index + 1}/{args.rounds} done", flush=True)
+        calls = []
+        for result, _ in exports.values():
+            calls += [functools.partial(timer, result.path, args.threads, args.runs, args.warmup)
+                      for timer in (host_median_us, reference_median_us)]
+        medians = tflite_bench.alternate_calls(calls, rounds=args.rounds)
 
-    timing = [
-        "| model | tflite_bench host median (ms) | litert-benchmark median (ms) | difference |",
-        "|---|---:|---:|---:|",
-    ]
-    for name in exports:
-        h, ref = statistics.median(host[name]), statistics.median(reference[name])
-        timing.append(f"| {name} | {h / 1e3:.3f} | {ref / 1e3:.3f} | {100 * (h - ref) / ref:+.1f} % |")
-    params = tfmc.count_params(model)
-    sizes = [
-        "| export | .tflite bytes | packed parameters (bytes) | file / packed |",
-        "|---|---:|---:|---:|",
-    ]
-    for name, (result, packed) in exports.items():
-        sizes.append(f"| {name} | {result.size_bytes:,} | {packed:,} | {result.size_bytes / packed:.3f} |")
+    timing = []
+    for index, name in enumerate(exports):
+        h, ref = statistics.median(medians[2 * index]), statistics.median(medians[2 * index + 1])
+        timing.append([name, f"{h / 1e3:.3f}", f"{ref / 1e3:.3f}", f"{100 * (h - ref) / ref:+.1f} %"])
+    params = model_facts(model).params
+    sizes = [[name, f"{result.size_bytes:,}", f"{packed:,}", f"{result.size_bytes / packed:.3f}"]
+             for name, (result, packed) in exports.items()]
     changed = exports["mixed"][0].changed
     markdown = "\n".join([
         f"## Export and host timing: MobileNetV2 {args.size}x{args.size}, float32 vs int8 vs mixed int4/int8",
@@ -126,13 +119,14 @@ def main(argv=None):
         "around invoke() in Python) against ai-edge-litert's `litert-benchmark` (CompiledModel API, its "
         "--result_json median). Goal: within 15 %.",
         "",
-        *timing,
+        markdown_table(["model", "tflite_bench host median (ms)", "litert-benchmark median (ms)", "difference"],
+                       timing),
         "",
         "Packed size = parameters x bits / 8 (`tfmc.bops.packed_size_bytes`: float32 counts every parameter at "
         "32 bits; int8 and mixed count kernels at their weight bits and biases / BatchNormalization at 32, "
         "although the .tflite folds BatchNormalization into the convolutions).",
         "",
-        *sizes,
+        markdown_table(["export", ".tflite bytes", "packed parameters (bytes)", "file / packed"], sizes),
         "",
         f"The mixed export rounded {len(changed)} layer(s) to what LiteRT runs"
         + (": " + "; ".join(f"{k}: {v[0]}" for k, v in list(changed.items())[:3]) if changed else "") + ".",

@@ -169,6 +169,16 @@ def test_cli_errors_exit_2(tiny_tflite, capsys):
     assert capsys.readouterr().err.strip() == "tflite-bench: error: --android needs --binary PATH (a benchmark_model built for the phone)"
 
 
+def test_alternate_calls_reverses_the_order_every_other_round():
+    called = []
+    results = tflite_bench.alternate_calls([lambda: called.append("a") or len(called),
+                                            lambda: called.append("b") or len(called)], rounds=3)
+    assert called == ["a", "b", "b", "a", "a", "b"]
+    assert results == [[1, 4, 5], [2, 3, 6]]
+    with pytest.raises(BenchError, match="rounds must be an integer >= 1, got 0"):
+        tflite_bench.alternate_calls([], rounds=0)
+
+
 def test_latency_table_interpolates_bilinearly():
     table = LatencyTable({"c": {"kind": "conv", "in_channels": [4, 8], "out_channels": [8, 16],
                                 "ms": [[1.0, 2.0], [3.0, 5.0]]}})

@@ -5,6 +5,8 @@ Example:
   >>> result = tflite_bench.run("model.tflite", threads=2, runs=50)  # doctest: +SKIP
   >>> result.median_us  # doctest: +SKIP
 """
+import functools
+
 from tflite_bench.parse import parse
 from tflite_bench.result import BenchError, Result
 
@@ -62,11 +64,38 @@ def run(path, *, target="host", threads=1, runs=50, warmup=5, binary=None, seria
     return run_host(path, threads=threads, runs=runs, warmup=warmup, use_xnnpack=use_xnnpack)
 
 
-def alternate(paths, *, rounds=5, **run_kwargs):
-    """Time several models in alternating rounds; return each model's list of Results.
+def alternate_calls(calls, *, rounds=5):
+    """Call several timers in alternating rounds; return each one's list of results.
 
-    Round 0 runs the models in order, round 1 in reverse, and so on, so slow
-    phases of a shared machine (or a warming phone) hit every model alike.
+    Round 0 calls them in order, round 1 in reverse, and so on, so slow
+    phases of a shared machine (or a warming phone) hit every timer alike.
+
+    Args:
+      calls: functions of no arguments, each timing one thing.
+      rounds: how many rounds (each calls every function once).
+
+    Returns:
+      A list with, for each function, its ``rounds`` results.
+
+    Raises:
+      BenchError: rounds is not a positive integer.
+
+    Example:
+      >>> host, tool = alternate_calls([lambda: run("a.tflite").median_us, time_with_tool], rounds=7)  # doctest: +SKIP
+    """
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+        raise BenchError(f"rounds must be an integer >= 1, got {rounds!r}")
+    results = [[] for _ in calls]
+    order = list(range(len(calls)))
+    for round_index in range(rounds):
+        for index in (order if round_index % 2 == 0 else order[::-1]):
+            results[index].append(calls[index]())
+    return results
+
+
+def alternate(paths, *, rounds=5, **run_kwargs):
+    """Time several models in alternating rounds (``alternate_calls``); return each model's list of Results.
+
     Results are kept by position, so a file may be listed twice.
 
     Args:
@@ -84,14 +113,7 @@ def alternate(paths, *, rounds=5, **run_kwargs):
       >>> per_model = alternate(["a.tflite", "b.tflite"], rounds=5, threads=2)  # doctest: +SKIP
       >>> [median_of_rounds_us(r) for r in per_model]  # doctest: +SKIP
     """
-    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
-        raise BenchError(f"rounds must be an integer >= 1, got {rounds!r}")
-    results = [[] for _ in paths]
-    order = list(range(len(paths)))
-    for round_index in range(rounds):
-        for index in (order if round_index % 2 == 0 else order[::-1]):
-            results[index].append(run(paths[index], **run_kwargs))
-    return results
+    return alternate_calls([functools.partial(run, path, **run_kwargs) for path in paths], rounds=rounds)
 
 
 def median_of_rounds_us(results):
@@ -101,4 +123,4 @@ def median_of_rounds_us(results):
     return float(statistics.median(r.typical_us for r in results))
 
 
-__all__ = ["BenchError", "Result", "TARGETS", "alternate", "median_of_rounds_us", "parse", "run"]
+__all__ = ["BenchError", "Result", "TARGETS", "alternate", "alternate_calls", "median_of_rounds_us", "parse", "run"]
