@@ -1,6 +1,7 @@
 """The ``tfmc`` command: one entry point, one module per subcommand in tfmc/commands/."""
 import argparse
 import importlib
+import math
 import os
 import sys
 
@@ -10,7 +11,7 @@ from tfmc.errors import TfmcError, UsageError
 # parser and sets ``run`` (args -> exit code) as the default.
 _COMMANDS = ("profile", "prune", "latency_table", "quantize", "export", "demo")
 
-__all__ = ["UsageError", "add_model_argument", "add_strategy_argument", "build_parser", "main"]
+__all__ = ["UsageError", "add_model_argument", "add_strategy_argument", "build_parser", "check_numbers", "main"]
 
 
 def add_strategy_argument(parser):
@@ -27,6 +28,34 @@ def add_model_argument(parser, help_text=".keras / .h5 file or SavedModel folder
     parser.add_argument("--trust-model-code", action="store_true",
                         help="load a model whose Lambda layers or unregistered classes run Python code of the "
                              "file's own (only for files from a source you trust)")
+
+
+# What each rule of check_numbers accepts, and how its message says so.
+_NUMBER_RULES = {
+    "count": (lambda v: v >= 1, ">= 1"),
+    "count0": (lambda v: v >= 0, ">= 0"),
+    "positive": (lambda v: math.isfinite(v) and v > 0, "a finite number > 0"),
+    "non_negative": (lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0"),
+}
+
+
+def check_numbers(args, **rules):
+    """Raise UsageError for the first numeric option outside its rule, before any work is done.
+
+    Args:
+      args: the parsed arguments.
+      **rules: option destination -> "count" (>= 1), "count0" (>= 0),
+        "positive" (finite, > 0) or "non_negative" (finite, >= 0). Options
+        left at None are skipped.
+
+    Example:
+      >>> check_numbers(args, calib_images="count", qat_lr="positive")
+    """
+    for dest, rule in rules.items():
+        value = getattr(args, dest)
+        accepts, wanted = _NUMBER_RULES[rule]
+        if value is not None and not accepts(value):
+            raise UsageError(f"--{dest.replace('_', '-')} must be {wanted}, got {value}")
 
 
 def build_parser():

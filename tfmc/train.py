@@ -1,4 +1,7 @@
 """Training steps shared by fine-tuning, QAT and the searches: fit and evaluate under a strategy."""
+import math
+import numbers
+
 import numpy as np
 
 from tfmc._keras import keras, tf
@@ -63,7 +66,13 @@ def fit(model, x, y, *, epochs=3, batch_size=64, learning_rate=1e-3, validation=
 
     Returns:
       (trained model, keras History).
+
+    Raises:
+      UsageError: a learning rate that is not a finite number > 0.
     """
+    if isinstance(learning_rate, bool) or not isinstance(learning_rate, numbers.Real) or not (
+            math.isfinite(learning_rate) and learning_rate > 0):
+        raise UsageError(f"learning_rate must be a finite number > 0, got {learning_rate!r}")
     strategy = make_strategy(strategy)
     keras.utils.set_random_seed(seed)
     from tfmc.data import as_tf_dataset

@@ -19,6 +19,7 @@ from tfmc.amc.agent import AgentConfig, AmcAgent
 from tfmc.amc.budget import CostModel, make_budget
 from tfmc.amc.env import PruningEnv, no_prunable_message
 from tfmc.amc.masked import MaskedModel
+from tfmc.data import check_finite, check_labels
 from tfmc.errors import BudgetError, DataError, OutputError, PolicyError, UsageError
 from tfmc.graph import ChannelGraph
 from tfmc.policy import PrunePolicy, kept_channels
@@ -94,13 +95,17 @@ def _reward_name(reward):
 
 def _reward_set(val_data):
     if hasattr(val_data, "x_val") and hasattr(val_data, "y_val"):
-        return np.asarray(val_data.x_val, np.float32), np.asarray(val_data.y_val)
-    if isinstance(val_data, (tuple, list)) and len(val_data) == 2:
+        x, y = np.asarray(val_data.x_val, np.float32), np.asarray(val_data.y_val)
+    elif isinstance(val_data, (tuple, list)) and len(val_data) == 2:
         x, y = (np.asarray(v) for v in val_data)
         if len(x) != len(y) or not len(x):
             raise DataError(f"val_data must be non-empty (x, y) of equal length, got {len(x)} images and {len(y)} labels")
-        return x.astype(np.float32), y
-    raise DataError("val_data must be (x, y) arrays or a tfmc.data.Dataset (its validation split is the reward set)")
+        x = x.astype(np.float32)
+    else:
+        raise DataError("val_data must be (x, y) arrays or a tfmc.data.Dataset (its validation split is the reward set)")
+    check_finite(None, "val_data images", x)
+    check_labels(None, "val_data labels", y)
+    return x, y
 
 
 def _target(target_macs, target_params, target_latency_ms, latency_table):
@@ -298,6 +303,8 @@ def search(model, val_data, *, target_macs=None, target_params=None, target_late
     config = agent_config or AgentConfig()
     fill_budget = bool(fill_budget)
     calib = None if calib_data is None else np.asarray(calib_data, np.float32)[:max_calib_images]
+    if calib is not None:
+        check_finite(None, "calib_data", calib)
     fingerprint = {
         "model": model.name, "weights": _digest(*model.get_weights()),
         "groups": [[g.name, g.channels] for g in groups],

@@ -52,6 +52,8 @@ def run(args):
     for name in ("threads", "runs"):
         if getattr(args, name) < 1:
             raise UsageError(f"--{name} must be >= 1, got {getattr(args, name)}")
+    if args.warmup < 0:
+        raise UsageError(f"--warmup must be >= 0, got {args.warmup}")
     if args.android and not args.binary:
         raise UsageError("--android needs --binary: the benchmark_model executable to push to the phone")
     model = io.load_model(args.model, trust_code=args.trust_model_code)

@@ -82,10 +82,11 @@ def _output_paths(out):
 
 def run(args):
     from tfmc import cost, data, io
-    from tfmc.cli import UsageError
+    from tfmc.cli import UsageError, check_numbers
     from tfmc.policy import PrunePolicy
     from tfmc.prune import prune
 
+    check_numbers(args, calib_images="count", seed="count0", finetune_lr="positive")
     if any(getattr(args, name) is not None for name in _TARGETS):
         from tfmc.amc.cli import run_search
 

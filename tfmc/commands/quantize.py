@@ -1,5 +1,6 @@
 """`tfmc quantize MODEL`: apply per-layer bit widths, or search them with GMPQ, then train with QAT."""
 import json
+import math
 import os
 import sys
 
@@ -56,7 +57,7 @@ def _load_policy(path):
 
 def run(args):
     from tfmc import bops, data, io
-    from tfmc.cli import UsageError
+    from tfmc.cli import UsageError, check_numbers
     from tfmc.errors import PolicyError
     from tfmc.gmpq import plots
     from tfmc.quant import quantize
@@ -66,6 +67,9 @@ def run(args):
         raise UsageError("--qat-epochs must be >= 0 and --search-epochs >= 1")
     if not 0 < args.search_fraction <= 1:
         raise UsageError(f"--search-fraction must be in (0, 1], got {args.search_fraction}")
+    check_numbers(args, qat_lr="positive", seed="count0")
+    if not math.isfinite(args.attribution_weight) or args.attribution_weight < 0:
+        raise UsageError(f"--lambda must be a finite number >= 0, got {args.attribution_weight}")
     model = io.load_model(args.model, trust_code=args.trust_model_code)
     dataset = data.load_for_model(args.data, model, data_dir=args.data_dir, classes=True)
     os.makedirs(args.out, exist_ok=True)

@@ -13,6 +13,7 @@ import numpy as np
 
 from tfmc import io as tfmc_io
 from tfmc._keras import require_graph_model, tf
+from tfmc.data import check_finite
 from tfmc.errors import ExportError
 from tfmc.export import bits as bits_lib
 from tfmc.export import check as check_lib
@@ -149,6 +150,7 @@ def _samples(model, representative_data, count, seed=0):
         raise ExportError(f"representative_data has shape {data.shape}; expected N x {shape}")
     if len(data) == 0:
         raise ExportError("representative_data is empty")
+    check_finite(None, "representative_data", data)
     return data[:count]
 
 

@@ -24,7 +24,7 @@ from tfmc.gmpq import attribution
 from tfmc.gmpq.layers import MIXED_CLASSES
 from tfmc.gmpq.spaces import DEFAULT_SPACE, check_space, layer_candidates
 from tfmc.policy import BitPolicy
-from tfmc.quant.configs import quantizable_class
+from tfmc.quant.configs import kernel_spec
 from tfmc.train import make_strategy, outputs_probabilities
 
 
@@ -140,7 +140,7 @@ def build_supernet(model, budget, calibration):
         signed, clip = stats[layer.name]
         return MIXED_CLASSES[type(layer)].from_config({
             **layer.get_config(), "weight_bits": weight_bits, "activation_bits": activation_bits,
-            "signed_input": signed, "activation_clip": clip, "per_axis": quantizable_class(layer)[2],
+            "signed_input": signed, "activation_clip": clip, "per_axis": kernel_spec(layer)[1],
         })
 
     net = keras.models.clone_model(model, clone_function=clone)
@@ -180,10 +180,11 @@ class SearchResult:
 
 
 def _as_arrays(data):
-    if hasattr(data, "x_train"):
-        return np.asarray(data.x_train, np.float32), np.asarray(data.y_train).astype(np.int64)
-    x, y = data
-    return np.asarray(x, np.float32), np.asarray(y).astype(np.int64)
+    x, y = (data.x_train, data.y_train) if hasattr(data, "x_train") else data
+    x, y = np.asarray(x, np.float32), np.asarray(y)
+    data_lib.check_finite(None, "the search images", x)
+    data_lib.check_labels(None, "the search labels", y)
+    return x, y.astype(np.int64)
 
 
 def teacher_maps(model, x, batch_size=128):

@@ -1,4 +1,7 @@
 """Structural channel pruning: the dropped channels are removed, not zeroed."""
+import numpy as np
+
+from tfmc.data import check_finite
 from tfmc.graph import ChannelGraph
 from tfmc.prune.reconstruct import reconstruct
 from tfmc.prune.select import keep_counts, resolve_keep_ratios, select_channels
@@ -37,6 +40,8 @@ def prune(model, ratios, *, calib_data=None, round_to=8, return_details=False):
       >>> tfmc.count_macs(small) < tfmc.count_macs(model)
       True
     """
+    if calib_data is not None:
+        check_finite(None, "calib_data", np.asarray(calib_data))
     analysis = ChannelGraph(model)
     keep_ratios, round_to = resolve_keep_ratios(analysis, ratios, round_to)
     counts = keep_counts(analysis, keep_ratios, round_to)
