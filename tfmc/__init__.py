@@ -21,6 +21,8 @@ from tfmc.errors import (  # noqa: E402
 from tfmc.graph import ChannelGroup, channel_groups  # noqa: E402
 from tfmc.policy import BitPolicy, PrunePolicy  # noqa: E402
 from tfmc.prune import prune  # noqa: E402
+from tfmc.prune.gradual import UpdateMasks, prunable, strip  # noqa: E402
+from tfmc.prune.schedules import ConstantKeepRatio, PolynomialDecay  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -39,19 +41,24 @@ __all__ = [
     "BitPolicy",
     "BudgetError",
     "ChannelGroup",
+    "ConstantKeepRatio",
     "DataError",
     "ExportError",
     "ModelLoadError",
     "OutputError",
     "PolicyError",
+    "PolynomialDecay",
     "TfmcError",
     "UsageError",
+    "UpdateMasks",
     "PrunePolicy",
     "channel_groups",
     "count_bops",
     "count_macs",
     "count_params",
     "profile",
+    "prunable",
     "prune",
     "quantize",
+    "strip",
 ]

@@ -107,6 +107,8 @@ def layer_kind(layer):
     """How the channel analysis treats ``layer``: a short name used across tfmc."""
     if isinstance(layer, keras.Model):
         return "model"
+    if getattr(layer, "is_channel_mask", False):  # tfmc.prune's ChannelMask
+        return "mask"
     if isinstance(layer, L.DepthwiseConv2D) or type(layer).__name__ == "DepthwiseConv1D":
         return "depthwise"
     if isinstance(layer, (L.SeparableConv1D, L.SeparableConv2D)):
@@ -211,6 +213,9 @@ class ChannelGraph:
         layer = call.layer
         kind = layer_kind(layer)
         in_maps = [self._maps[k] for k in call.inputs]
+        if kind == "mask":  # it only scales channels, and is called wherever its group is read, so shared by design
+            self._record(layer, kind, in_maps, [in_maps[0]], call)
+            return
         has_weights = bool(layer.weights)
         if self._call_counts[layer.name] > 1 and has_weights:
             reason = f"layer {layer.name!r} is shared ({self._call_counts[layer.name]} calls)"
