@@ -8,7 +8,7 @@ from tfmc._keras import keras
 from tfmc.graph import ChannelGraph
 from tfmc.policy import PrunePolicy, kept_channels
 from tfmc.prune import prune
-from tfmc.prune.gradual import mask_layers, update_masks
+from tfmc.prune.gradual import mask_layers, prune_during_training, update_masks
 from tfmc.prune.mask_layers import ChannelMask
 from tfmc.prune.select import channel_importance, select_channels
 from tfmc.prune.schedules import ConstantKeepRatio, PolynomialDecay
@@ -234,3 +234,15 @@ def test_strip_without_masks_and_masks_twice_fail():
         tfmc.prunable(model, 0.5, schedule=0.5)
     with pytest.raises(tfmc.UsageError, match=r"^UpdateMasks: model 'chain' holds no ChannelMask layers"):
         _fit(_compiled(model), 1, [tfmc.UpdateMasks()])
+
+
+def test_prune_during_training_ends_at_the_target_channels():
+    model = tiny_models.concat_cnn()
+    x = tiny_models.images(48, seed=6)
+    y = np.arange(48) % 10
+    small, history = prune_during_training(model, {"branch_b": 0.5, "branch_b2": 0.25}, x, y, epochs=2, batch_size=16)
+    assert len(history.history["loss"]) == 2
+    assert (small.get_layer("branch_b").filters, small.get_layer("branch_b2").filters) == (8, 8)
+    assert small.get_layer("concat_bn").get_weights()[0].shape == (24,)  # 8 + 8 + 8 after the concatenation
+    with pytest.raises(tfmc.UsageError, match=r"^epochs must be an integer >= 1, got 0$"):
+        prune_during_training(model, 0.5, x, y, epochs=0)

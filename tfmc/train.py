@@ -48,7 +48,7 @@ def _clone_under(model, strategy):
 
 
 def fit(model, x, y, *, epochs=3, batch_size=64, learning_rate=1e-3, validation=None, strategy=None,
-        seed=0, verbose=0, copy=True, from_logits=None):
+        seed=0, verbose=0, copy=True, from_logits=None, callbacks=None):
     """Train a classifier (integer labels) with Adam under ``strategy``.
 
     Args:
@@ -63,6 +63,7 @@ def fit(model, x, y, *, epochs=3, batch_size=64, learning_rate=1e-3, validation=
       strategy: a tf.distribute.Strategy or its name (see make_strategy).
       from_logits: whether the outputs are logits; default: detected from
         the last layer (a softmax means probabilities).
+      callbacks: optional Keras callbacks for ``fit`` (e.g. tfmc.UpdateMasks).
 
     Returns:
       (trained model, keras History).
@@ -93,6 +94,7 @@ def fit(model, x, y, *, epochs=3, batch_size=64, learning_rate=1e-3, validation=
         epochs=epochs,
         validation_data=as_tf_dataset(*validation, batch_size=batch_size) if validation is not None else None,
         verbose=verbose,
+        callbacks=callbacks,
     )
     return trained, history
 

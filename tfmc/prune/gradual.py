@@ -13,7 +13,7 @@ from tfmc._keras import custom_objects, keras, require_graph_model, tf
 from tfmc.errors import UsageError
 from tfmc.graph import ChannelGraph
 from tfmc.prune.mask_layers import ChannelMask
-from tfmc.prune.schedules import ConstantKeepRatio, KeepRatioSchedule
+from tfmc.prune.schedules import ConstantKeepRatio, KeepRatioSchedule, PolynomialDecay
 from tfmc.prune.select import channel_importance, resolve_keep_ratios, select_channels
 from tfmc.prune.surgery import build_pruned
 
@@ -300,3 +300,52 @@ class UpdateMasks(keras.callbacks.Callback):
         self._step += 1
         for mask in self._masks:
             mask.step_variable.assign(self._step)
+
+
+# The keep ratio reaches its target after this share of the training steps; the rest trains the final
+# architecture, so the last cut is recovered from before the model is stripped.
+DECAY_SHARE = 0.75
+# Masks are re-selected about this many times while the keep ratio decays.
+UPDATES = 20
+
+
+def prune_during_training(model, ratios, x, y, *, epochs, batch_size=64, learning_rate=1e-3, validation=None,
+                          strategy=None, seed=0, round_to=8, importance=None, verbose=0):
+    """Prune a classifier while it trains, and return the stripped model.
+
+    The keep ratio of every group decays from 1.0 to its target
+    (PolynomialDecay, power 3) over the first three quarters of the steps;
+    masks are re-selected about twenty times on the way (UpdateMasks); the
+    last quarter trains at the target. Training is tfmc.train.fit's (Adam,
+    cosine learning rate) under ``strategy``.
+
+    Args:
+      model: a functional or Sequential tf_keras classifier; not modified.
+      ratios: final keep ratios, as ``prunable`` takes them.
+      x, y: training images and integer labels.
+      epochs: training epochs (>= 1).
+      batch_size, learning_rate, validation, strategy, seed: as tfmc.train.fit.
+      round_to, importance: as ``prunable``.
+      verbose: Keras fit verbosity.
+
+    Returns:
+      (stripped model, Keras History of the masked training).
+
+    Raises:
+      UsageError: epochs not an integer >= 1; anything ``prunable`` or
+        tfmc.train.fit refuse.
+
+    Example:
+      >>> small, history = prune_during_training(model, 0.5, x_train, y_train, epochs=5)
+    """
+    from tfmc import train
+
+    if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
+        raise UsageError(f"epochs must be an integer >= 1, got {epochs!r}")
+    steps = int(np.ceil(len(x) / batch_size)) * int(epochs)
+    end_step = max(1, int(round(DECAY_SHARE * steps)))
+    masked = prunable(model, ratios, schedule=PolynomialDecay(0, end_step), round_to=round_to, importance=importance)
+    trained, history = train.fit(masked, x, y, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+                                 validation=validation, strategy=strategy, seed=seed, verbose=verbose,
+                                 callbacks=[UpdateMasks(update_every=max(1, end_step // UPDATES), importance=importance)])
+    return strip(trained), history
