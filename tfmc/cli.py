@@ -3,6 +3,7 @@ import argparse
 import importlib
 import math
 import os
+import signal
 import sys
 
 from tfmc.errors import TfmcError, UsageError
@@ -11,7 +12,7 @@ from tfmc.errors import TfmcError, UsageError
 # parser and sets ``run`` (args -> exit code) as the default.
 _COMMANDS = ("profile", "prune", "latency_table", "quantize", "export", "demo")
 
-__all__ = ["UsageError", "add_model_argument", "add_strategy_argument", "build_parser", "check_numbers", "main"]
+__all__ = ["UsageError", "add_model_argument", "add_overwrite_argument", "add_strategy_argument", "build_parser", "check_numbers", "main"]
 
 
 def add_strategy_argument(parser):
@@ -28,6 +29,13 @@ def add_model_argument(parser, help_text=".keras / .h5 file or SavedModel folder
     parser.add_argument("--trust-model-code", action="store_true",
                         help="load a model whose Lambda layers or unregistered classes run Python code of the "
                              "file's own (only for files from a source you trust)")
+
+
+def add_overwrite_argument(parser):
+    """``--overwrite``: write into a --out that holds other files, replacing only tfmc's own."""
+    parser.add_argument("--overwrite", action="store_true",
+                        help="write into an --out that already exists or holds other files; only files tfmc wrote "
+                             "are replaced, never the others")
 
 
 # What each rule of check_numbers accepts, and how its message says so.
@@ -84,11 +92,31 @@ def main(argv=None):
     import tfmc  # noqa: F401  sets TF_USE_LEGACY_KERAS before TensorFlow loads
 
     args = build_parser().parse_args(argv)
+    previous = _exit_on_sigterm()
     try:
         return args.run(args) or 0
     except TfmcError as exc:
         print(f"tfmc {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _terminate(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+def _exit_on_sigterm():
+    """Turn SIGTERM into SystemExit, so that staging folders and temporaries are removed as the run ends.
+
+    Returns the previous handler, or None where handlers cannot be set (not
+    the main thread).
+    """
+    try:
+        return signal.signal(signal.SIGTERM, _terminate)
+    except ValueError:  # signal.signal works only in the main thread
+        return None
 
 
 if __name__ == "__main__":

@@ -5,7 +5,11 @@ import os
 import shutil
 import tempfile
 
-from tfmc.errors import ModelLoadError
+from tfmc.errors import ModelLoadError, OutputError
+
+# What a SavedModel folder holds: save_model replaces a folder only if it holds nothing else.
+SAVEDMODEL_ENTRIES = frozenset({"saved_model.pb", "saved_model.pbtxt", "variables", "assets", "fingerprint.pb",
+                                "keras_metadata.pb"})
 
 
 @contextlib.contextmanager
@@ -65,7 +69,24 @@ def write_json(path, obj):
 
 
 def save_model(model, path):
-    """Save a tf_keras model (.keras, .h5 or SavedModel folder) atomically."""
+    """Save a tf_keras model (.keras, .h5 or SavedModel folder) atomically.
+
+    An existing file is replaced. An existing folder is replaced only when it
+    is empty or holds a SavedModel and nothing else: a folder with other
+    files is never emptied.
+
+    Raises:
+      OutputError: ``path`` is a folder that holds other files, or a folder
+        where a .keras / .h5 file was asked for.
+    """
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        if os.path.splitext(path)[1] in (".keras", ".h5"):
+            raise OutputError(f"{path!r} is a folder; a {os.path.splitext(path)[1]} model is a file")
+        others = sorted(set(os.listdir(path)) - SAVEDMODEL_ENTRIES)
+        if others:
+            raise OutputError(f"{path!r} is a folder that holds other files ({', '.join(others[:3])}); a SavedModel "
+                              "replaces only an empty folder or an earlier SavedModel")
     with atomic_path(path) as tmp:
         model.save(tmp)
     return os.fspath(path)

@@ -17,6 +17,30 @@ def _latency_table(path):
         raise UsageError(f"--latency-table {path}: not a readable latency table ({exc})") from None
 
 
+def _run_outputs():
+    """What an AMC search with `tfmc prune` writes in --out, and how each of tfmc's own entries is recognised."""
+    from tfmc import outputs
+
+    def holds(name):
+        return lambda path: os.path.isfile(os.path.join(path, name))
+
+    def events_only(path):
+        return os.path.isdir(path) and all(e.startswith("events.out.tfevents") for e in os.listdir(path))
+
+    return {
+        "checkpoint.json": outputs.is_json(lambda v: isinstance(v, dict) and {"latest", "fingerprint"} <= set(v)),
+        "ckpt-*": holds("state.json"),
+        "history.jsonl": outputs.starts_with('{"episode": '),
+        "history.csv": outputs.starts_with("episode,phase,"),
+        "tensorboard": events_only,
+        "best_policy.json": outputs.is_policy("prune"),
+        "keep_ratios.png": outputs.is_matplotlib_png,
+        "rewards.png": outputs.is_matplotlib_png,
+        "pruned.keras": outputs.is_model_file,
+        "summary.md": outputs.starts_with("AMC: "),
+    }
+
+
 def _summary(rows):
     base = rows[0]
     lines = ["| model | test accuracy | MACs | of original | params | of original |", "|---|---:|---:|---:|---:|---:|"]
@@ -27,7 +51,7 @@ def _summary(rows):
 
 def run_search(args):
     """Search a policy with AMC under the budget, apply it with reconstruction, optionally fine-tune, save."""
-    from tfmc import amc, cost, data, io, train
+    from tfmc import amc, cost, data, io, outputs, train
     from tfmc.cli import UsageError
     from tfmc.prune import prune
 
@@ -43,6 +67,7 @@ def run_search(args):
         raise UsageError(f"--sigma-decay must be in (0, 1], got {args.sigma_decay}")
     if args.finetune_epochs < 0:
         raise UsageError(f"--finetune-epochs must be >= 0, got {args.finetune_epochs}")
+    outputs.claim_folder(args.out, "tfmc prune (AMC search)", _run_outputs(), overwrite=args.overwrite)
     table = _latency_table(args.latency_table)
     model = io.load_model(args.model, trust_code=args.trust_model_code)
     dataset = data.load_for_model(args.data, model, data_dir=args.data_dir, classes=True)

@@ -3,7 +3,7 @@
 
 def register(sub):
     from tfmc import data
-    from tfmc.cli import add_model_argument
+    from tfmc.cli import add_model_argument, add_overwrite_argument
     from tfmc.export import IO_DTYPES, MODES
 
     p = sub.add_parser(
@@ -18,6 +18,7 @@ def register(sub):
     add_model_argument(p, ".keras / .h5 file or SavedModel folder (for --mode qat: a tfmc quantize output)")
     p.add_argument("--mode", required=True, choices=MODES, help="what to store: " + ", ".join(MODES))
     p.add_argument("--out", required=True, help="output .tflite file")
+    add_overwrite_argument(p)
     p.add_argument("--bits", help="BitPolicy JSON (mode mixed; for qat, the request to compare against)")
     data.add_data_arguments(p, "calibration / check data")
     p.add_argument("--calib-images", type=int, default=200, help="images from --data used to calibrate (default 200)")
@@ -28,7 +29,7 @@ def register(sub):
 
 
 def run(args):
-    from tfmc import data, io
+    from tfmc import data, io, outputs
     from tfmc.cli import UsageError
     from tfmc.export import to_tflite
     from tfmc.policy import BitPolicy
@@ -38,6 +39,7 @@ def run(args):
         raise UsageError(f"--out {args.out!r} must end in .tflite")
     if args.calib_images < 1:
         raise UsageError(f"--calib-images must be at least 1, got {args.calib_images}")
+    outputs.claim_file(args.out, ".tflite", outputs.is_tflite_file, overwrite=args.overwrite)
     policy = None
     if args.bits:
         try:

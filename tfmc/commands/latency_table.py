@@ -2,7 +2,7 @@
 
 
 def register(sub):
-    from tfmc.cli import add_model_argument
+    from tfmc.cli import add_model_argument, add_overwrite_argument
 
     p = sub.add_parser(
         "latency-table",
@@ -15,6 +15,7 @@ def register(sub):
     )
     add_model_argument(p, ".keras / .h5 file or SavedModel folder, with a fixed input size")
     p.add_argument("--out", required=True, help="the JSON file to write")
+    add_overwrite_argument(p)
     p.add_argument("--grid", default="0.25,0.5,0.75,1.0",
                    help="keep fractions of each layer's channels to measure, comma-separated "
                         "(default 0.25,0.5,0.75,1.0)")
@@ -45,7 +46,7 @@ def run(args):
 
     from tflite_bench import BenchError
     from tflite_bench.lut import build_latency_table
-    from tfmc import io
+    from tfmc import io, outputs
     from tfmc.cli import UsageError
 
     grid = _grid(args.grid)
@@ -56,6 +57,8 @@ def run(args):
         raise UsageError(f"--warmup must be >= 0, got {args.warmup}")
     if args.android and not args.binary:
         raise UsageError("--android needs --binary: the benchmark_model executable to push to the phone")
+    outputs.claim_file(args.out, "latency table", outputs.is_json(
+        lambda v: isinstance(v, dict) and v.get("format") == "tflite_bench.latency_table"), overwrite=args.overwrite)
     model = io.load_model(args.model, trust_code=args.trust_model_code)
     bar = tqdm(desc="latency table", unit="layer", disable=args.no_progress, dynamic_ncols=True)
     seen = set()

@@ -2,11 +2,19 @@
 import os
 
 _TARGETS = ("target_macs", "target_params", "target_latency_ms")
+_SUMMARY_HEADER = "| | original | pruned | ratio |"
+
+
+def _folder_outputs():
+    from tfmc import outputs
+
+    return {"pruned.keras": outputs.is_model_file, "policy.json": outputs.is_policy("prune"),
+            "summary.md": outputs.starts_with(_SUMMARY_HEADER)}
 
 
 def register(sub):
     from tfmc import data
-    from tfmc.cli import add_model_argument, add_strategy_argument
+    from tfmc.cli import add_model_argument, add_overwrite_argument, add_strategy_argument
 
     p = sub.add_parser(
         "prune",
@@ -25,6 +33,7 @@ def register(sub):
     p.add_argument("--calib-images", type=int, default=512, help="calibration images used for reconstruction (default 512)")
     p.add_argument("--round-to", type=int, default=8, help="kept channel counts are multiples of this (default 8)")
     p.add_argument("--out", required=True, help="output .keras/.h5 file or folder")
+    add_overwrite_argument(p)
     add_search_arguments(p)
     add_strategy_argument(p)
     p.set_defaults(run=run)
@@ -81,7 +90,7 @@ def _output_paths(out):
 
 
 def run(args):
-    from tfmc import cost, data, io
+    from tfmc import cost, data, io, outputs
     from tfmc.cli import UsageError, check_numbers
     from tfmc.policy import PrunePolicy
     from tfmc.prune import prune
@@ -94,18 +103,21 @@ def run(args):
     if args.ratios is None:
         raise UsageError("give --ratios FLOAT|FILE (keep ratios to apply) or a budget for an AMC search (--target-macs F)")
     ratios = _parse_ratios(args.ratios)
+    model_path, folder = _output_paths(args.out)
+    if folder:
+        outputs.claim_folder(folder, "tfmc prune", _folder_outputs(), overwrite=args.overwrite)
+    else:
+        outputs.claim_file(model_path, "model", outputs.is_model_file, overwrite=args.overwrite)
     model = io.load_model(args.model, trust_code=args.trust_model_code)
     calib = None
     if args.data:
         dataset = data.load_for_model(args.data, model, data_dir=args.data_dir)
         calib = dataset.x_train[: args.calib_images]
     pruned, details = prune(model, ratios, calib_data=calib, round_to=args.round_to, return_details=True)
-    model_path, folder = _output_paths(args.out)
-    io.save_model(pruned, model_path)
     before, after = cost.count_macs(model), cost.count_macs(pruned)
     params_before, params_after = cost.count_params(model), cost.count_params(pruned)
     summary = "\n".join([
-        "| | original | pruned | ratio |",
+        _SUMMARY_HEADER,
         "|---|---:|---:|---:|",
         f"| MACs | {before:,} | {after:,} | {after / before:.3f} |",
         f"| params | {params_before:,} | {params_after:,} | {params_after / params_before:.3f} |",
@@ -115,8 +127,12 @@ def run(args):
             {g: float(ratios) for g in details["kept_channels"]}, round_to=args.round_to
         )
         policy.metadata.update({"kept_channels": details["kept_channels"], "macs": after, "params": params_after})
-        policy.to_json(os.path.join(folder, "policy.json"))
-        io.write_text(os.path.join(folder, "summary.md"), summary + "\n")
+        with outputs.staged(folder) as stage:
+            io.save_model(pruned, os.path.join(stage, "pruned.keras"))
+            policy.to_json(os.path.join(stage, "policy.json"))
+            io.write_text(os.path.join(stage, "summary.md"), summary + "\n")
+    else:
+        io.save_model(pruned, model_path)
     print(summary)
     print(f"saved {model_path}")
     return 0

@@ -4,10 +4,12 @@ import math
 import os
 import sys
 
+_SUMMARY_HEADER = "| model | test accuracy | BOPs | of 8-bit BOPs | packed size (params x bits / 8), bytes |"
+
 
 def register(sub):
     from tfmc import data
-    from tfmc.cli import add_model_argument, add_strategy_argument
+    from tfmc.cli import add_model_argument, add_overwrite_argument, add_strategy_argument
 
     p = sub.add_parser(
         "quantize",
@@ -24,6 +26,7 @@ def register(sub):
     source.add_argument("--target-bops", type=float, help="BOPs budget: fraction of 8-bit (<= 1) or absolute")
     data.add_data_arguments(p, "training data (the search reads a share of it, QAT all of it)", required=True)
     p.add_argument("--out", required=True, help="output folder")
+    add_overwrite_argument(p)
     p.add_argument("--space", default="litert", choices=["litert", "gmpq"],
                    help="litert: weights {4,8} (depthwise 8), activations 8 (default); gmpq: {2,3,4,6} simulated")
     p.add_argument("--search-fraction", type=float, default=0.1, help="share of the training data the search sees (default 0.1)")
@@ -43,6 +46,16 @@ def register(sub):
     return p
 
 
+def _folder_outputs():
+    """What `tfmc quantize` writes in --out, and how each of tfmc's own entries is recognised."""
+    from tfmc import outputs
+
+    return {"policy.json": outputs.is_policy("bits"), "bits.png": outputs.is_matplotlib_png,
+            "attribution.png": outputs.is_matplotlib_png, "qat.keras": outputs.is_model_file,
+            "summary.md": outputs.starts_with(_SUMMARY_HEADER),
+            "history.json": outputs.is_json(lambda v: isinstance(v, list))}
+
+
 def _load_policy(path):
     from tfmc.cli import UsageError
     from tfmc.policy import BitPolicy
@@ -56,7 +69,7 @@ def _load_policy(path):
 
 
 def run(args):
-    from tfmc import bops, data, io
+    from tfmc import bops, data, io, outputs
     from tfmc.cli import UsageError, check_numbers
     from tfmc.errors import PolicyError
     from tfmc.gmpq import plots
@@ -70,51 +83,52 @@ def run(args):
     check_numbers(args, qat_lr="positive", seed="count0")
     if not math.isfinite(args.attribution_weight) or args.attribution_weight < 0:
         raise UsageError(f"--lambda must be a finite number >= 0, got {args.attribution_weight}")
+    outputs.claim_folder(args.out, "tfmc quantize", _folder_outputs(), overwrite=args.overwrite)
     model = io.load_model(args.model, trust_code=args.trust_model_code)
     dataset = data.load_for_model(args.data, model, data_dir=args.data_dir, classes=True)
-    os.makedirs(args.out, exist_ok=True)
-    if args.bits:
-        policy = _load_policy(args.bits)
-        bops.check_policy_layers(model, policy)
-    else:
-        from tfmc import gmpq
+    with outputs.staged(args.out) as folder:
+        if args.bits:
+            policy = _load_policy(args.bits)
+            bops.check_policy_layers(model, policy)
+        else:
+            from tfmc import gmpq
 
-        fixed = None
-        if args.keep_ends is not None:
-            fixed = {name: (args.keep_ends, args.keep_ends) for name in gmpq.end_layers(model, args.space)}
-        result = gmpq.search(
-            model, dataset, target_bops=args.target_bops, space=args.space, search_fraction=args.search_fraction,
-            epochs=args.search_epochs, attribution_weight=args.attribution_weight, seed=args.seed,
-            strategy=args.strategy, fixed_bits=fixed, random_shift=args.random_shift,
-        )
-        policy = result.policy
-        io.write_json(os.path.join(args.out, "history.json"), result.history)
-        print(f"search: {result.search_seconds:.1f} s on {result.samples} images; "
-              f"{result.achieved_bops:,} BOPs of a {result.target_bops:,} target", file=sys.stderr)
-    strategy = make_strategy(args.strategy)
-    with strategy.scope():  # variables trained under a strategy must be created in its scope
-        qat = quantize(model, policy)
-    policy.to_json(os.path.join(args.out, "policy.json"))
-    plots.plot_bits(policy, os.path.join(args.out, "bits.png"))
-    if args.qat_epochs:
-        fit(qat, dataset.x_train, dataset.y_train, epochs=args.qat_epochs, learning_rate=args.qat_lr,
-            validation=(dataset.x_val, dataset.y_val), copy=False, verbose=2,
-            strategy=strategy)
-    io.save_model(qat, os.path.join(args.out, "qat.keras"))
-    try:
-        plots.attribution_figure(model, qat, dataset.x_test[:4], os.path.join(args.out, "attribution.png"))
-    except PolicyError as exc:  # a model without a conv feature map has no Grad-CAM
-        print(f"no attribution figure: {exc}", file=sys.stderr)
-    int8 = bops.count_bops(model, bops.uniform_policy(model, 8, 8))
-    rows = [("float", model, None), (f"QAT ({args.qat_epochs} epochs)", qat, policy)]
-    lines = ["| model | test accuracy | BOPs | of 8-bit BOPs | packed size (params x bits / 8), bytes |",
-             "|---|---:|---:|---:|---:|"]
-    for label, m, p in rows:
-        count = bops.count_bops(model, p)
-        lines.append(f"| {label} | {accuracy(m, dataset.x_test, dataset.y_test):.4f} | {count:,} | {count / int8:.3f} "
-                     f"| {bops.packed_size_bytes(model, p):,} |")
-    summary = "\n".join(lines)
-    io.write_text(os.path.join(args.out, "summary.md"), summary + "\n")
+            fixed = None
+            if args.keep_ends is not None:
+                fixed = {name: (args.keep_ends, args.keep_ends) for name in gmpq.end_layers(model, args.space)}
+            result = gmpq.search(
+                model, dataset, target_bops=args.target_bops, space=args.space, search_fraction=args.search_fraction,
+                epochs=args.search_epochs, attribution_weight=args.attribution_weight, seed=args.seed,
+                strategy=args.strategy, fixed_bits=fixed, random_shift=args.random_shift,
+            )
+            policy = result.policy
+            io.write_json(os.path.join(folder, "history.json"), result.history)
+            print(f"search: {result.search_seconds:.1f} s on {result.samples} images; "
+                  f"{result.achieved_bops:,} BOPs of a {result.target_bops:,} target", file=sys.stderr)
+        strategy = make_strategy(args.strategy)
+        with strategy.scope():  # variables trained under a strategy must be created in its scope
+            qat = quantize(model, policy)
+        policy.to_json(os.path.join(folder, "policy.json"))
+        plots.plot_bits(policy, os.path.join(folder, "bits.png"))
+        if args.qat_epochs:
+            fit(qat, dataset.x_train, dataset.y_train, epochs=args.qat_epochs, learning_rate=args.qat_lr,
+                validation=(dataset.x_val, dataset.y_val), copy=False, verbose=2,
+                strategy=strategy)
+        io.save_model(qat, os.path.join(folder, "qat.keras"))
+        try:
+            plots.attribution_figure(model, qat, dataset.x_test[:4], os.path.join(folder, "attribution.png"))
+        except PolicyError as exc:  # a model without a conv feature map has no Grad-CAM
+            print(f"no attribution figure: {exc}", file=sys.stderr)
+        int8 = bops.count_bops(model, bops.uniform_policy(model, 8, 8))
+        rows = [("float", model, None), (f"QAT ({args.qat_epochs} epochs)", qat, policy)]
+        lines = [_SUMMARY_HEADER,
+                 "|---|---:|---:|---:|---:|"]
+        for label, m, p in rows:
+            count = bops.count_bops(model, p)
+            lines.append(f"| {label} | {accuracy(m, dataset.x_test, dataset.y_test):.4f} | {count:,} | {count / int8:.3f} "
+                         f"| {bops.packed_size_bytes(model, p):,} |")
+        summary = "\n".join(lines)
+        io.write_text(os.path.join(folder, "summary.md"), summary + "\n")
     print(summary)
     print(json.dumps({n: [b.weight_bits, b.activation_bits] for n, b in policy.items()}))
     print(f"saved {args.out}")
