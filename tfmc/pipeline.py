@@ -3,7 +3,6 @@ import dataclasses
 import os
 import shutil
 import sys
-import tempfile
 import time
 
 import numpy as np
@@ -92,17 +91,35 @@ class _Progress:
         print(f"         {text}", file=self.stream, flush=True)
 
 
+# Everything a demo run writes in its --out. The run replaces the whole folder, so an existing one is
+# accepted only if it holds these entries and nothing else.
+DEMO_OUTPUTS = frozenset({"report.md", "report.html", "original.keras", "pruned.keras", "pruned_qat.keras",
+                          "bit_policy.json", "amc", "tflite", "figures"})
+
+
 def _prepare_output(out_dir):
-    """A staging folder beside ``out_dir``; refuse to replace a folder that is not a demo's."""
+    """A staging folder beside ``out_dir``; refuse to replace a folder that is not wholly an earlier demo's.
+
+    Raises:
+      OutputError: ``out_dir`` is a file or not writable, or holds anything
+        besides a demo's outputs (DEMO_OUTPUTS, with its report.md).
+    """
+    from tfmc import outputs
+    from tfmc.errors import OutputError
+
     out_dir = os.path.abspath(out_dir)
     if os.path.exists(out_dir):
         if not os.path.isdir(out_dir):
-            raise ValueError(f"--out {out_dir!r} exists and is not a folder")
-        if os.listdir(out_dir) and not os.path.exists(os.path.join(out_dir, "report.md")):
-            raise ValueError(f"--out {out_dir!r} holds files that are not a tfmc demo's; choose an empty or new folder")
-    parent = os.path.dirname(out_dir)
-    os.makedirs(parent, exist_ok=True)
-    return out_dir, tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.", dir=parent)
+            raise OutputError(f"--out {out_dir!r} exists and is not a folder")
+        entries = set(os.listdir(out_dir))
+        foreign = sorted(entries - DEMO_OUTPUTS) or sorted(entries if "report.md" not in entries else ())
+        if foreign:
+            listed = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+            raise OutputError(f"--out {out_dir!r} holds files that are not a tfmc demo's ({listed}); the demo "
+                              "replaces its whole --out: choose an empty or new folder")
+    outputs.check_writable(out_dir)
+    outputs.remove_stale_staging(out_dir)
+    return out_dir, outputs.staging_folder(out_dir)
 
 
 def _demo_command(data, quick):
