@@ -846,6 +846,68 @@ def check_dataset(dataset, splits=("train", "val", "test")):
         check_labels(name, f"y_{split}", getattr(dataset, f"y_{split}"), dataset.num_classes)
 
 
+def is_tf_dataset(value):
+    """Whether ``value`` is a tf.data.Dataset (checked without importing TensorFlow for plain arrays)."""
+    if isinstance(value, (np.ndarray, list, tuple)) or value is None:
+        return False
+    from tfmc._keras import tf
+
+    return isinstance(value, tf.data.Dataset)
+
+
+def as_arrays(value, what, *, labels=False):
+    """Images (and labels) from a finite tf.data.Dataset as numpy arrays, read to the end; other values unchanged.
+
+    tfmc.prune, amc.search, gmpq.search and export.to_tflite accept a
+    dataset wherever they take arrays: its elements are images, or
+    (image, label) pairs, batched or not.
+
+    Args:
+      value: a tf.data.Dataset, or anything else (returned as it is).
+      what: the argument's name for messages.
+      labels: return (x, y); the elements must then be (image, label) pairs.
+
+    Returns:
+      x (N x H x W x C float32), or (x, y) with ``labels``.
+
+    Raises:
+      DataError: an infinite or empty dataset, elements that are not images
+        or (image, label) pairs, or no labels where they are needed.
+
+    Example:
+      >>> x = as_arrays(tf.data.Dataset.from_tensor_slices(images).batch(32), "calib_data")
+    """
+    if not is_tf_dataset(value):
+        return value
+    from tfmc._keras import tf
+
+    if value.cardinality() == tf.data.INFINITE_CARDINALITY:
+        raise DataError(f"{what} is an infinite tf.data.Dataset (repeat() without a count?); give a finite one")
+    spec = value.element_spec
+    paired = isinstance(spec, (tuple, list))
+    if isinstance(spec, dict) or (paired and not 1 <= len(spec) <= 3):
+        raise DataError(f"{what}: a tf.data.Dataset of images or (image, label) pairs was expected, got elements "
+                        f"{spec}")
+    if labels and not (paired and len(spec) >= 2):
+        raise DataError(f"{what} is a tf.data.Dataset of images without labels; (image, label) pairs are needed here")
+    image_spec = spec[0] if paired else spec
+    rank = image_spec.shape.rank
+    if rank not in (3, 4):
+        raise DataError(f"{what}: tf.data.Dataset elements hold images of shape {image_spec.shape}; expected "
+                        "H x W x C, or batches N x H x W x C")
+    xs, ys = [], []
+    for element in value.as_numpy_iterator():
+        x = element[0] if paired else element
+        xs.append(x if rank == 4 else x[None])
+        if labels:
+            y = np.asarray(element[1])
+            ys.append(y.reshape(-1) if rank == 4 else y.reshape(1))
+    if not xs:
+        raise DataError(f"{what} is an empty tf.data.Dataset")
+    x = np.concatenate(xs).astype(np.float32)
+    return (x, np.concatenate(ys)) if labels else x
+
+
 def as_tf_dataset(*arrays, batch_size=64, shuffle=False, seed=0, drop_remainder=False):
     """The tf.data pipeline for arrays from any source: optional shuffle, batch, prefetch.
 

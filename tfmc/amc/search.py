@@ -19,7 +19,7 @@ from tfmc.amc.agent import AgentConfig, AmcAgent
 from tfmc.amc.budget import CostModel, make_budget
 from tfmc.amc.env import PruningEnv, no_prunable_message
 from tfmc.amc.masked import MaskedModel
-from tfmc.data import check_finite, check_labels
+from tfmc.data import as_arrays, check_finite, check_labels
 from tfmc.errors import BudgetError, DataError, OutputError, PolicyError, UsageError
 from tfmc.graph import ChannelGraph
 from tfmc.policy import PrunePolicy, kept_channels
@@ -94,6 +94,7 @@ def _reward_name(reward):
 
 
 def _reward_set(val_data):
+    val_data = as_arrays(val_data, "val_data", labels=True)
     if hasattr(val_data, "x_val") and hasattr(val_data, "y_val"):
         x, y = np.asarray(val_data.x_val, np.float32), np.asarray(val_data.y_val)
     elif isinstance(val_data, (tuple, list)) and len(val_data) == 2:
@@ -229,8 +230,9 @@ def search(model, val_data, *, target_macs=None, target_params=None, target_late
     Args:
       model: a functional or Sequential tf_keras classifier (logits or
         probabilities out); never changed.
-      val_data: the reward set, (x, y) arrays or a tfmc.data.Dataset (its
-        validation split). Keep it apart from the test set.
+      val_data: the reward set, (x, y) arrays, a tfmc.data.Dataset (its
+        validation split) or a tf.data.Dataset of (image, label) pairs. Keep
+        it apart from the test set.
       target_macs / target_params: the budget as a fraction in (0, 1) of the
         original MACs / parameters; or
       target_latency_ms: the budget in milliseconds, summed over the layers
@@ -302,6 +304,7 @@ def search(model, val_data, *, target_macs=None, target_params=None, target_late
     params_model = cost_model if metric == "params" else CostModel(analysis, "params")
     config = agent_config or AgentConfig()
     fill_budget = bool(fill_budget)
+    calib_data = as_arrays(calib_data, "calib_data")
     calib = None if calib_data is None else np.asarray(calib_data, np.float32)[:max_calib_images]
     if calib is not None:
         check_finite(None, "calib_data", calib)

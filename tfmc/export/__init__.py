@@ -13,7 +13,7 @@ import numpy as np
 
 from tfmc import io as tfmc_io
 from tfmc._keras import require_graph_model, tf
-from tfmc.data import check_finite
+from tfmc.data import as_arrays, check_finite
 from tfmc.errors import ExportError
 from tfmc.export import bits as bits_lib
 from tfmc.export import check as check_lib
@@ -287,7 +287,8 @@ def to_tflite(model, path, *, mode, policy=None, representative_data=None, io_dt
       path: where to write the .tflite.
       mode: one of MODES.
       policy: a BitPolicy (modes mixed and qat).
-      representative_data: float inputs, N x input shape (int8 needs it).
+      representative_data: float inputs, N x input shape (int8 needs it), or a
+        tf.data.Dataset of them (read to the end).
       io_dtype: "float32" or "int8" model input/output (int8, qat, mixed).
 
     Returns:
@@ -304,6 +305,7 @@ def to_tflite(model, path, *, mode, policy=None, representative_data=None, io_dt
       >>> r.layer("conv2").weights, r.changed["dw"]  # doctest: +SKIP
       (['int4'], ['weights 4 -> 8 bits (DEPTHWISE_CONV_2D has no int4 kernel in LiteRT)'])
     """
+    representative_data = as_arrays(representative_data, "representative_data")
     _check_args(model, mode, policy, representative_data, io_dtype)
     if policy is not None:
         unknown = _unknown_policy_layers(model, policy)

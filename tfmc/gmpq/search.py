@@ -180,6 +180,7 @@ class SearchResult:
 
 
 def _as_arrays(data):
+    data = data_lib.as_arrays(data, "data", labels=True)
     x, y = (data.x_train, data.y_train) if hasattr(data, "x_train") else data
     x, y = np.asarray(x, np.float32), np.asarray(y)
     data_lib.check_finite(None, "the search images", x)
@@ -304,7 +305,8 @@ def search(model, data, *, target_bops, space=DEFAULT_SPACE, fixed_bits=None, se
     Args:
       model: the trained float tf_keras model (functional or Sequential, one
         output, a conv layer before the classifier). It is not changed.
-      data: a tfmc.data.Dataset (its training split is used) or (x, y) arrays.
+      data: a tfmc.data.Dataset (its training split is used), (x, y) arrays or a
+        tf.data.Dataset of (image, label) pairs (read to the end).
       target_bops: a fraction of the model's 8-bit BOPs (<= 1) or absolute BOPs.
       space: "litert" (weights {4, 8} on Conv2D / Dense, 8 on depthwise,
         activations 8) or "gmpq" (weights and activations {2, 3, 4, 6}).

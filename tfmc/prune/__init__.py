@@ -1,7 +1,7 @@
 """Structural channel pruning: the dropped channels are removed, not zeroed."""
 import numpy as np
 
-from tfmc.data import check_finite
+from tfmc.data import as_arrays, check_finite
 from tfmc.graph import ChannelGraph
 from tfmc.prune.reconstruct import reconstruct
 from tfmc.prune.select import keep_counts, resolve_keep_ratios, select_channels
@@ -21,7 +21,8 @@ def prune(model, ratios, *, calib_data=None, round_to=8, return_details=False):
       model: a functional or built Sequential tf_keras model; not modified.
       ratios: keep ratio in (0, 1] for every prunable group (float), a
         {group name: keep ratio} dict, or a PrunePolicy.
-      calib_data: optional images for least-squares reconstruction.
+      calib_data: optional images for least-squares reconstruction (an array,
+        or a tf.data.Dataset of images or (image, label) pairs, read to the end).
       round_to: kept channel counts are multiples of this (ignored for a
         PrunePolicy, which carries its own).
       return_details: also return {"keep": masks, "kept_channels": counts,
@@ -40,6 +41,7 @@ def prune(model, ratios, *, calib_data=None, round_to=8, return_details=False):
       >>> tfmc.count_macs(small) < tfmc.count_macs(model)
       True
     """
+    calib_data = as_arrays(calib_data, "calib_data")
     if calib_data is not None:
         check_finite(None, "calib_data", np.asarray(calib_data))
     analysis = ChannelGraph(model)
