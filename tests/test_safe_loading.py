@@ -126,3 +126,19 @@ def test_a_subclassed_savedmodel_is_one_clear_error(tmp_path, capsys):
         f"neither Keras' nor registered; {HINT}")
     with pytest.raises(tfmc.ModelLoadError, match=r"is a subclassed .*; tfmc needs a functional or Sequential model"):
         io.load_model(tmp_path / "net", trust_code=True)
+
+
+def test_unusable_models_are_one_line_and_exit_2(tmp_path, capsys):
+    with pytest.warns(UserWarning, match="has not yet been built"):
+        keras.Sequential([L.Dense(2)], name="shapeless").save(tmp_path / "seq.keras")
+    assert cli.main(["profile", str(tmp_path / "seq.keras")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"tfmc profile: error: {str(tmp_path / 'seq.keras')!r}: Sequential model 'shapeless' has no known input shape; "
+        "build it with an Input layer or input_shape=... so its graph can be analysed")
+    a, b = keras.Input((8, 8, 1)), keras.Input((8, 8, 1))
+    two = keras.Model([a, b], L.Dense(10)(L.Flatten()(L.Add()([L.Conv2D(8, 3)(a), L.Conv2D(8, 3)(b)]))), name="two")
+    path = io.save_model(two, tmp_path / "two.keras")
+    assert cli.main(["prune", path, "--ratios", "0.5", "--data", "digits", "--out", str(tmp_path / "p.keras")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "tfmc prune: error: model 'two' has 2 inputs; tfmc's data feed models with one image input")
+    assert not (tmp_path / "p.keras").exists()
