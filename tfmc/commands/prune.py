@@ -1,4 +1,4 @@
-"""`tfmc prune MODEL`: remove channels by given keep ratios, or search them with AMC."""
+"""`tfmc prune MODEL`: remove channels by given keep ratios, or search them with AMC; at once or during training."""
 import os
 
 _TARGETS = ("target_macs", "target_params", "target_latency_ms")
@@ -24,7 +24,9 @@ def register(sub):
             "or a folder that receives pruned.keras, policy.json and summary.md. With a budget "
             "(--target-macs / --target-params / --target-latency-ms) an AMC search picks the ratios; --out is then "
             "a folder that also receives best_policy.json, history.csv, tensorboard/, keep_ratios.png, rewards.png "
-            "and the search checkpoint (--resume continues it)."
+            "and the search checkpoint (--resume continues it). With --gradual-epochs N the channels go a few at a "
+            "time during N epochs of training on --data (after the search, with the policy it found), and the "
+            "stripped model is written."
         ),
     )
     add_model_argument(p)
@@ -33,6 +35,9 @@ def register(sub):
     p.add_argument("--calib-images", type=int, default=512, help="calibration images used for reconstruction (default 512)")
     p.add_argument("--round-to", type=int, default=8, help="kept channel counts are multiples of this (default 8)")
     p.add_argument("--out", required=True, help="output .keras/.h5 file or folder")
+    p.add_argument("--gradual-epochs", type=int,
+                   help="prune during this many epochs of training on --data (Adam at --finetune-lr, cosine), "
+                        "then strip the masked channels; instead of --finetune-epochs")
     add_overwrite_argument(p)
     add_search_arguments(p)
     add_strategy_argument(p)
@@ -90,12 +95,13 @@ def _output_paths(out):
 
 
 def run(args):
-    from tfmc import cost, data, io, outputs
+    from tfmc import data, io
     from tfmc.cli import UsageError, check_numbers
-    from tfmc.policy import PrunePolicy
     from tfmc.prune import prune
 
-    check_numbers(args, calib_images="count", seed="count0", finetune_lr="positive")
+    check_numbers(args, calib_images="count", seed="count0", finetune_lr="positive", gradual_epochs="count")
+    if args.gradual_epochs is not None:
+        return _run_gradual(args)
     if any(getattr(args, name) is not None for name in _TARGETS):
         from tfmc.amc.cli import run_search
 
@@ -103,36 +109,106 @@ def run(args):
     if args.ratios is None:
         raise UsageError("give --ratios FLOAT|FILE (keep ratios to apply) or a budget for an AMC search (--target-macs F)")
     ratios = _parse_ratios(args.ratios)
-    model_path, folder = _output_paths(args.out)
-    if folder:
-        outputs.claim_folder(folder, "tfmc prune", _folder_outputs(), overwrite=args.overwrite)
-    else:
-        outputs.claim_file(model_path, "model", outputs.is_model_file, overwrite=args.overwrite)
+    model_path, folder = _claim_outputs(args)
     model = io.load_model(args.model, trust_code=args.trust_model_code)
     calib = None
     if args.data:
         dataset = data.load_for_model(args.data, model, data_dir=args.data_dir)
         calib = dataset.x_train[: args.calib_images]
     pruned, details = prune(model, ratios, calib_data=calib, round_to=args.round_to, return_details=True)
+    return _write_outputs(args, model, pruned, ratios, details["kept_channels"], model_path, folder)
+
+
+def _claim_outputs(args):
+    from tfmc import outputs
+
+    model_path, folder = _output_paths(args.out)
+    if folder:
+        outputs.claim_folder(folder, "tfmc prune", _folder_outputs(), overwrite=args.overwrite)
+    else:
+        outputs.claim_file(model_path, "model", outputs.is_model_file, overwrite=args.overwrite)
+    return model_path, folder
+
+
+def _summary(model, pruned, accuracy_rows=()):
+    from tfmc import cost
+
     before, after = cost.count_macs(model), cost.count_macs(pruned)
     params_before, params_after = cost.count_params(model), cost.count_params(pruned)
-    summary = "\n".join([
+    return "\n".join([
         _SUMMARY_HEADER,
         "|---|---:|---:|---:|",
         f"| MACs | {before:,} | {after:,} | {after / before:.3f} |",
         f"| params | {params_before:,} | {params_after:,} | {params_after / params_before:.3f} |",
+        *(f"| {label} | {a:.4f} | {b:.4f} | |" for label, a, b in accuracy_rows),
     ])
+
+
+def _write_outputs(args, model, pruned, ratios, kept_channels, model_path, folder, accuracy_rows=()):
+    from tfmc import cost, io, outputs
+    from tfmc.policy import PrunePolicy
+
+    summary = _summary(model, pruned, accuracy_rows)
+    after, params_after = cost.count_macs(pruned), cost.count_params(pruned)
     if folder:
         policy = ratios if isinstance(ratios, PrunePolicy) else PrunePolicy(
-            {g: float(ratios) for g in details["kept_channels"]}, round_to=args.round_to
+            {g: float(ratios) for g in kept_channels}, round_to=args.round_to
         )
-        policy.metadata.update({"kept_channels": details["kept_channels"], "macs": after, "params": params_after})
+        policy.metadata.update({"kept_channels": kept_channels, "macs": after, "params": params_after})
         with outputs.staged(folder) as stage:
             io.save_model(pruned, os.path.join(stage, "pruned.keras"))
             policy.to_json(os.path.join(stage, "policy.json"))
             io.write_text(os.path.join(stage, "summary.md"), summary + "\n")
     else:
         io.save_model(pruned, model_path)
+    print(summary)
+    print(f"saved {model_path}")
+    return 0
+
+
+def _run_gradual(args):
+    """--gradual-epochs: prune during training on --data (with the policy an AMC search finds, under a budget)."""
+    from tfmc import data, io, train
+    from tfmc.cli import UsageError
+    from tfmc.graph import ChannelGraph
+    from tfmc.policy import PrunePolicy
+    from tfmc.prune.gradual import prune_during_training
+    from tfmc.prune.select import keep_counts, resolve_keep_ratios
+
+    if not args.data:
+        raise UsageError("--gradual-epochs trains the model while it prunes it: give --data")
+    if args.finetune_epochs:
+        raise UsageError("give --gradual-epochs or --finetune-epochs, not both: pruning during training is the fine-tuning")
+    searched = any(getattr(args, name) is not None for name in _TARGETS)
+    if searched:
+        from tfmc.amc.cli import run_search
+
+        run_search(args)  # writes the search's outputs and the one-shot model, which the gradual one replaces
+        ratios = PrunePolicy.from_json(os.path.join(args.out, "best_policy.json"))
+        model_path, folder = os.path.join(args.out, "pruned.keras"), None
+    elif args.ratios is None:
+        raise UsageError("give --ratios FLOAT|FILE (keep ratios to reach) or a budget for an AMC search (--target-macs F)")
+    else:
+        ratios = _parse_ratios(args.ratios)
+        model_path, folder = _claim_outputs(args)
+    model = io.load_model(args.model, trust_code=args.trust_model_code)
+    dataset = data.load_for_model(args.data, model, data_dir=args.data_dir, classes=True)
+    small, _ = prune_during_training(
+        model, ratios, dataset.x_train, dataset.y_train, epochs=args.gradual_epochs, learning_rate=args.finetune_lr,
+        validation=(dataset.x_val, dataset.y_val), strategy=args.strategy, seed=args.seed, round_to=args.round_to)
+    analysis = ChannelGraph(model)
+    kept = keep_counts(analysis, *resolve_keep_ratios(analysis, ratios, args.round_to))
+    accuracy = [(f"test accuracy (pruned during {args.gradual_epochs} epochs)",
+                 train.accuracy(model, dataset.x_test, dataset.y_test),
+                 train.accuracy(small, dataset.x_test, dataset.y_test))]
+    if not searched:
+        return _write_outputs(args, model, small, ratios, kept, model_path, folder, accuracy)
+    io.save_model(small, model_path)
+    summary = _summary(model, small, accuracy)
+    with open(os.path.join(args.out, "summary.md"), encoding="utf-8") as f:
+        searched_summary = f.read()
+    io.write_text(os.path.join(args.out, "summary.md"), f"{searched_summary}\nPruned during training with the policy:\n\n"
+                                                          f"{summary}\n")
     print(summary)
     print(f"saved {model_path}")
     return 0
