@@ -246,3 +246,27 @@ def test_prune_during_training_ends_at_the_target_channels():
     assert small.get_layer("concat_bn").get_weights()[0].shape == (24,)  # 8 + 8 + 8 after the concatenation
     with pytest.raises(tfmc.UsageError, match=r"^epochs must be an integer >= 1, got 0$"):
         prune_during_training(model, 0.5, x, y, epochs=0)
+
+
+def test_cli_prunes_during_training_and_writes_the_stripped_model(tmp_path, capsys):
+    from tfmc import cli
+
+    path = tmp_path / "chain.keras"
+    tiny_models.chain_cnn(input_shape=(8, 8, 1)).save(path)
+    out = tmp_path / "run"
+    args = ["prune", str(path), "--ratios", "0.5", "--data", "digits", "--out", str(out)]
+    assert cli.main(args + ["--gradual-epochs", "1"]) == 0
+    small = keras.models.load_model(out / "pruned.keras")
+    assert [small.get_layer(n).filters for n in ("conv1", "conv2", "conv3")] == [8, 16, 16]
+    assert not mask_layers(small)
+    assert PrunePolicy.from_json(out / "policy.json").keep_ratios == {"conv1": 0.5, "conv2": 0.5, "conv3": 0.5, "fc1": 0.5}
+    assert "| test accuracy (pruned during 1 epochs) | " in (out / "summary.md").read_text()
+    assert f"saved {out / 'pruned.keras'}" in capsys.readouterr().out
+    for extra, message in [
+        (["--gradual-epochs", "0"], "--gradual-epochs must be >= 1, got 0"),
+        (["--gradual-epochs", "1", "--finetune-epochs", "2"], "give --gradual-epochs or --finetune-epochs, not both"),
+    ]:
+        assert cli.main(args + ["--overwrite"] + extra) == 2
+        assert message in capsys.readouterr().err
+    assert cli.main(["prune", str(path), "--ratios", "0.5", "--gradual-epochs", "1", "--out", str(tmp_path / "x")]) == 2
+    assert "--gradual-epochs trains the model while it prunes it: give --data" in capsys.readouterr().err
