@@ -41,8 +41,9 @@ import tfmc  # noqa: E402,F401
 from tfmc import bops, data, gmpq, models  # noqa: E402
 from tfmc._keras import keras  # noqa: E402
 from tfmc.quant import quantize  # noqa: E402
-from tfmc.train import accuracy, fit  # noqa: E402
+from tfmc.train import fit  # noqa: E402
 from benchmarks_md import write_section  # noqa: E402
+from harness import markdown_table, mean_and_std, paired, score  # noqa: E402
 
 
 @dataclasses.dataclass
@@ -61,19 +62,12 @@ def qat_accuracy(model, policy, dataset, epochs, lr, seed):
     keras.utils.set_random_seed(seed)
     qat = quantize(model, policy)
     fit(qat, dataset.x_train, dataset.y_train, epochs=epochs, learning_rate=lr, copy=False, seed=seed)
-    return accuracy(qat, *held_out(dataset))
+    return score(qat, *held_out(dataset)).accuracy
 
 
 def held_out(dataset):
     """(x, y) of the validation and test splits together."""
     return np.concatenate([dataset.x_val, dataset.x_test]), np.concatenate([dataset.y_val, dataset.y_test])
-
-
-def paired(a, b):
-    """Mean of the per-trial differences a - b in points, its standard error, and whether it exceeds two of them."""
-    diffs = 100 * (np.asarray(a) - np.asarray(b))
-    error = float(np.std(diffs, ddof=1) / np.sqrt(len(diffs))) if len(diffs) > 1 else float("inf")
-    return float(np.mean(diffs)), error, abs(float(np.mean(diffs))) > 2 * error
 
 
 def bits_text(policy):
@@ -135,17 +129,17 @@ def trials_needed(diff, error, trials, margin=0.0):
     return int(np.ceil((2 * error * np.sqrt(trials) / gap) ** 2)) if gap > 0 and np.isfinite(error) else None
 
 
-def significance(diff, error, significant, trials):
-    """How a difference that is not a met goal reads."""
-    if diff == 0:
+def significance(difference):
+    """How a paired difference (harness.Paired, in points) that is not a met goal reads."""
+    if difference.mean == 0:
         return "no difference"
-    if diff > 0:
-        if significant:
+    if difference.mean > 0:
+        if difference.clears():
             return "ahead"
-        needed = trials_needed(diff, error, trials)
+        needed = trials_needed(difference.mean, difference.standard_error, difference.n)
         return "ahead, by less than two standard errors" + (
             f"; about {needed} trials at this mean and spread would reach them" if needed else "")
-    return "behind" if significant else "behind, within two standard errors"
+    return "behind" if difference.clears() else "behind, within two standard errors"
 
 
 def verdicts(rows, budget_bops):
@@ -156,34 +150,33 @@ def verdicts(rows, budget_bops):
     eligible = [row for row in uniform if budget_bops(row.policies[0]) >= small_bops]
     reference = max(eligible or uniform, key=lambda row: np.mean(row.scores))
     ratio = np.mean(full.seconds) / np.mean(small.seconds)
-    diff_a, err_a, _ = paired(small.scores, full.scores)
-    diff_b, err_b, sig_b = paired(small.scores, reference.scores)
-    diff_c, err_c, sig_c = paired(small.scores, ablation.scores)
+    a, b, c = (paired(small.scores, other.scores, scale=100) for other in (full, reference, ablation))
     # (a) is an equivalence goal: the 10 % search may not be more than 0.5 points behind at two standard errors
-    met_a = ratio >= 5 and diff_a - 2 * err_a >= -0.5
-    if met_a:
+    low_a = a.mean - 2 * a.standard_error
+    if ratio >= 5 and low_a >= -0.5:
         text_a = "met"
     elif ratio < 5:
         text_a = "NOT met (less than 5x cheaper)"
-    elif diff_a < -0.5:
+    elif a.mean < -0.5:
         text_a = "NOT met (more than 0.5 points behind)"
     else:
-        needed = trials_needed(diff_a, err_a, len(small.scores), -0.5)
+        needed = trials_needed(a.mean, a.standard_error, a.n, -0.5)
         text_a = (f"NOT met (the mean is within 0.5 points, but the mean minus two standard errors is "
-                  f"{diff_a - 2 * err_a:+.2f}" + (f"; about {needed} trials at this mean and spread would keep it "
-                                                  f"within)" if needed else ")"))
-    met_b = diff_b > 0 and sig_b and small_bops <= budget_bops(reference.policies[0])
-    met_c = diff_c > 0 and sig_c
+                  f"{low_a:+.2f}" + (f"; about {needed} trials at this mean and spread would keep it "
+                                     f"within)" if needed else ")"))
+    met_b = b.mean > 0 and b.clears() and small_bops <= budget_bops(reference.policies[0])
+    met_c = c.mean > 0 and c.clears()
     return [
-        f"- (a) search cost: {ratio:.1f}x less time on 10 % than on all the data; accuracy {diff_a:+.2f} +- {err_a:.2f} "
-        f"points. Goal (>= 5x cheaper, at most 0.5 points behind at two standard errors): {text_a}.",
-        f"- (b) GMPQ 10 % vs {reference.label}: {diff_b:+.2f} +- {err_b:.2f} points at "
-        f"{small_bops / budget_bops(reference.policies[0]):.3f}x its BOPs (the most any trial's policy used). "
-        f"Goal (better at equal or lower BOPs, by more than two standard errors): "
-        f"{'met' if met_b else 'NOT met (' + significance(diff_b, err_b, sig_b, len(small.scores)) + ')'}.",
-        f"- (c) attribution on vs off (lambda 20 vs 0): {diff_c:+.2f} +- {err_c:.2f} points. Goal (better, by more "
-        f"than two standard errors): "
-        f"{'met' if met_c else 'NOT met (' + significance(diff_c, err_c, sig_c, len(small.scores)) + ')'}.",
+        f"- (a) search cost: {ratio:.1f}x less time on 10 % than on all the data; accuracy {a.mean:+.2f} +- "
+        f"{a.standard_error:.2f} points (10 % search wins/ties/losses {a.record}). Goal (>= 5x cheaper, at most 0.5 "
+        f"points behind at two standard errors): {text_a}.",
+        f"- (b) GMPQ 10 % vs {reference.label}: {b.mean:+.2f} +- {b.standard_error:.2f} points (wins/ties/losses "
+        f"{b.record}) at {small_bops / budget_bops(reference.policies[0]):.3f}x its BOPs (the most any trial's policy "
+        f"used). Goal (better at equal or lower BOPs, by more than two standard errors): "
+        f"{'met' if met_b else 'NOT met (' + significance(b) + ')'}.",
+        f"- (c) attribution on vs off (lambda 20 vs 0): {c.mean:+.2f} +- {c.standard_error:.2f} points "
+        f"(wins/ties/losses {c.record}). Goal (better, by more than two standard errors): "
+        f"{'met' if met_c else 'NOT met (' + significance(c) + ')'}.",
     ]
 
 
@@ -197,7 +190,8 @@ def ends_variant(args):
 def section(args, rows, float_acc, target, int8, budget_text, budget_bops, evaluated):
     """The BENCHMARKS.md section: command, set-up, table, per-trial policies and the verdicts.
 
-    ``evaluated`` is the number of held-out images the accuracies are read on.
+    ``float_acc`` is the float model's held-out Score; ``evaluated`` is the
+    number of held-out images the accuracies are read on.
     """
     held = f"validation + test splits, {evaluated} images"
     ends = ends_label(args)
@@ -215,7 +209,8 @@ def section(args, rows, float_acc, target, int8, budget_text, budget_bops, evalu
         + (f"--budget-bits {args.budget_bits} " if args.space == "gmpq" else f"--budget-fraction {args.budget_fraction} ")
         + f"--ends-bits {args.ends_bits} --epochs {args.epochs} --float-epochs {args.float_epochs} "
         f"--qat-epochs {args.qat_epochs} --qat-lr {args.qat_lr} --seeds {args.seeds}`. "
-        f"Model: tfmc.models.digits_cnn on digits 32x32 (float accuracy {float_acc:.4f} on the {held}); "
+        f"Model: tfmc.models.digits_cnn on digits 32x32 (float accuracy {float_acc}, binomial standard error, "
+        f"on the {held}); "
         f"space `{args.space}`{ends_text}; budget {target:,} BOPs "
         f"({target / int8:.3f} of 8-bit), {budget_text}. {args.seeds} trials: trial t runs each search with seed t "
         f"and trains every policy with the same QAT ({args.qat_epochs} epochs, Adam {args.qat_lr} cosine) under seed t. "
@@ -223,23 +218,22 @@ def section(args, rows, float_acc, target, int8, budget_text, budget_bops, evalu
         f"Search time: mean wall time of `tfmc.gmpq.search` ({args.epochs} epochs, batch 32, supernet in {mode}, {reading}) "
         f"on 2 shared CPU cores.",
         "",
-        "| policy | search images | search time (s) | BOPs (max) | of 8-bit | accuracy after QAT | per trial | "
-        "bits per layer (w/a), trial 0 |",
-        "|---|---:|---:|---:|---:|---:|---|---|",
     ]
-    for row in rows:
-        most = max(budget_bops(p) for p in row.policies)
-        lines.append(
-            f"| {row.label} | {row.samples or '-'} | {np.mean(row.seconds):.1f} | {most:,} | {most / int8:.3f} | "
-            f"{np.mean(row.scores):.4f} +- {np.std(row.scores, ddof=1) if len(row.scores) > 1 else 0:.4f} | "
-            f"{' '.join(f'{s:.3f}' for s in row.scores)} | {bits_text(row.policies[0])} |")
+    most = [max(budget_bops(p) for p in row.policies) for row in rows]
+    lines.append(markdown_table(
+        ["policy", "search images", "search time (s)", "BOPs (max)", "of 8-bit", "accuracy after QAT", "per trial",
+         "bits per layer (w/a), trial 0"],
+        [[row.label, row.samples or "-", f"{np.mean(row.seconds):.1f}", f"{most_bops:,}", f"{most_bops / int8:.3f}",
+          "{:.4f} +- {:.4f}".format(*mean_and_std(row.scores)), " ".join(f"{s:.3f}" for s in row.scores),
+          bits_text(row.policies[0])] for row, most_bops in zip(rows, most)],
+        align="lrrrrrll"))
     if args.seeds > 1:
         lines += ["", "Searched policies of the other trials:", ""]
         lines += [f"- {row.label}, trial {t}: {bits_text(p)}" for row in searched for t, p in
                   enumerate(row.policies) if t]
     means = [np.mean(row.scores) for row in rows]
-    spreads = [100 * np.std(row.scores, ddof=1) for row in rows] if args.seeds > 1 else [0.0]
-    lines += ["", f"Room left: float {float_acc:.4f}; after QAT the rows' means span {min(means):.4f} to "
+    spreads = [100 * mean_and_std(row.scores)[1] for row in rows]
+    lines += ["", f"Room left: float {float_acc.accuracy:.4f}; after QAT the rows' means span {min(means):.4f} to "
               f"{max(means):.4f} ({round((max(means) - min(means)) * evaluated)} of {evaluated} images), and one row's "
               f"accuracy spreads {min(spreads):.2f} to {max(spreads):.2f} points (std) over trials.",
               "", f"Differences: mean of the per-trial differences in accuracy points, +- its standard error over "
@@ -267,12 +261,12 @@ def main():
     dataset = data.load("digits")
     model = models.digits_cnn(input_shape=dataset.input_shape)
     fit(model, dataset.x_train, dataset.y_train, epochs=args.float_epochs, learning_rate=3e-3, copy=False)
-    float_acc = accuracy(model, *held_out(dataset))
+    float_acc = score(model, *held_out(dataset))
     fixed = {name: (args.ends_bits, args.ends_bits) for name in gmpq.end_layers(model, args.space)} if args.ends_bits else {}
     uniforms = references(model, args, fixed)
     int8 = bops.count_bops(model, bops.uniform_policy(model, 8, 8))
     target = bops.count_bops(model, uniforms[0][1]) if args.space == "gmpq" else int(args.budget_fraction * int8)
-    print(f"float accuracy {float_acc:.4f}; budget {target:,} BOPs ({target / int8:.3f} of 8-bit)", file=sys.stderr)
+    print(f"float accuracy {float_acc}; budget {target:,} BOPs ({target / int8:.3f} of 8-bit)", file=sys.stderr)
     searches = [
         ("GMPQ, 10 % of the training data", dict(search_fraction=0.1)),
         ("GMPQ, all the training data", dict(search_fraction=1.0)),
