@@ -234,6 +234,10 @@ def test_strip_without_masks_and_masks_twice_fail():
         tfmc.prunable(model, 0.5, schedule=0.5)
     with pytest.raises(tfmc.UsageError, match=r"^UpdateMasks: model 'chain' holds no ChannelMask layers"):
         _fit(_compiled(model), 1, [tfmc.UpdateMasks()])
+    masked.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True), steps_per_execution=2)
+    with pytest.raises(tfmc.UsageError, match=r"^UpdateMasks counts steps in per-batch callbacks: "
+                                              r"compile with steps_per_execution=1, not 2$"):
+        _fit(masked, 2, [tfmc.UpdateMasks()])
 
 
 def test_prune_during_training_ends_at_the_target_channels():

@@ -272,7 +272,8 @@ class UpdateMasks(keras.callbacks.Callback):
 
     Raises:
       UsageError: ``update_every`` not a positive integer; at the start of
-        training, a model without ChannelMask layers.
+        training, a model without ChannelMask layers or compiled with
+        ``steps_per_execution`` other than 1.
 
     Example:
       >>> masked.fit(x, y, epochs=5, callbacks=[tfmc.UpdateMasks(update_every=50)])
@@ -288,6 +289,11 @@ class UpdateMasks(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self._masks = _require_masks(self.model, "UpdateMasks")
+        per_call = getattr(self.model, "_steps_per_execution", None)
+        if per_call is not None and int(per_call.numpy()) != 1:
+            # batch callbacks then run once per several steps, and the schedule would count calls, not steps
+            raise UsageError(f"UpdateMasks counts steps in per-batch callbacks: compile with steps_per_execution=1, "
+                             f"not {int(per_call.numpy())}")
         self._analysis = ChannelGraph(self.model)
         self._step = self._masks[0].step
 
