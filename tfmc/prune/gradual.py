@@ -50,9 +50,9 @@ def _rebuild(model, keep_layer, read=None):
     Args:
       model: a functional or Sequential model.
       keep_layer: whether a layer is copied; a layer that is not copied
-        passes its first input on (how masks are taken out).
-      read: optional ``read(layer, original input tensor, new input tensor)``
-        returning what the copy of ``layer`` reads instead (how masks go in).
+        passes its input on (how masks are taken out).
+      read: optional ``read(layer, original input, new input)`` returning
+        what the copy of ``layer`` reads instead (how masks go in).
     """
     tensors, copies = {}, {}
     for inp in model.inputs:
@@ -66,15 +66,16 @@ def _rebuild(model, keep_layer, read=None):
             if node.is_input:
                 continue
             layer = node.layer
-            args, kwargs = tf.nest.map_structure(lookup, (tuple(node.call_args), dict(node.call_kwargs)))
+            original, args, kwargs = layer._call_spec.split_out_first_arg(node.call_args, node.call_kwargs)
+            inputs, args, kwargs = tf.nest.map_structure(lookup, (original, tuple(args), dict(kwargs)))
             if not keep_layer(layer):
-                outputs = args[0]
+                outputs = inputs
             else:
                 if id(layer) not in copies:
                     copies[id(layer)] = (layer, _fresh_layer(layer))
                 if read is not None:
-                    args = (read(layer, node.call_args[0], args[0]),) + args[1:]
-                outputs = copies[id(layer)][1](*args, **kwargs)
+                    inputs = read(layer, original, inputs)
+                outputs = copies[id(layer)][1](inputs, *args, **kwargs)
             for old, new in zip(tf.nest.flatten(node.outputs), tf.nest.flatten(outputs)):
                 tensors[_key(old)] = new
     rebuilt = keras.Model(tf.nest.map_structure(lookup, model._nested_inputs),
