@@ -202,6 +202,21 @@ def test_sequential_model_becomes_a_masked_functional_model():
     np.testing.assert_allclose(tfmc.strip(masked)(x).numpy(), prune(model, 0.5, round_to=1)(x).numpy(), atol=1e-4)
 
 
+def test_layers_called_with_keyword_inputs_and_constant_kwargs_keep_them():
+    keras.utils.set_random_seed(2)
+    inp = keras.Input((8, 8, 3))
+    x = L.Conv2D(16, 3, padding="same", name="c1")(inputs=inp)
+    x = L.BatchNormalization(name="bn")(x, training=False)
+    x = L.Conv2D(8, 3, name="c2")(inputs=x)
+    model = keras.Model(inp, L.Dense(3, name="d")(L.GlobalAveragePooling2D(name="g")(x)))
+    tiny_models._randomize_bn(model)
+    masked = tfmc.prunable(model, 0.5, round_to=1)
+    x = tiny_models.images(4, (8, 8, 3))
+    # training=False stays on the BN call: in training mode its batch statistics would differ from prune's model
+    np.testing.assert_allclose(masked(x, training=True).numpy(), prune(model, 0.5, round_to=1)(x).numpy(), atol=1e-4)
+    np.testing.assert_allclose(tfmc.strip(masked)(x).numpy(), masked(x).numpy(), atol=1e-4)
+
+
 def test_frozen_group_names_the_reason():
     with pytest.raises(tfmc.PolicyError,
                        match=r"^channel group 'logits' cannot be pruned: reaches model output of layer 'logits'$"):
