@@ -83,7 +83,8 @@ def recipe_for(name, overrides=None):
     fixed = {"optimizer": "adam", "lr_schedule": "cosine", "augmentation": "none"}
     for field, value in fixed.items():
         if recipe[field] != value:
-            raise ValueError(f"recipe field {field!r} must be {value!r} (what tfmc.train.fit does), got {recipe[field]!r}")
+            raise ValueError(f"recipe field {field!r} must be {value!r} (what tfmc.train.fit does), "
+                             f"got {recipe[field]!r}")
     return recipe
 
 

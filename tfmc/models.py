@@ -112,14 +112,14 @@ def _basic_block(x, out_channels, stride, name):
     return L.ReLU(name=f"{name}_relu2")(y)
 
 
-def resnet_small(input_shape=(28, 28, 1), classes=10, widths=(16, 32, 64), blocks_per_stage=1, seed=0):
+def resnet_small(input_shape=(28, 28, 1), classes=10, widths=(24, 48, 96), blocks_per_stage=1, seed=0):
     """A ResNet-style network for 28-32 pixel images: basic blocks in three stages.
 
     A 3x3 stem, then one stage per entry of ``widths``, each of
     ``blocks_per_stage`` basic blocks (two 3x3 convolutions, BatchNorm, ReLU
     and a residual Add; a 1x1 projection shortcut where the stride or width
     changes). Every stage after the first halves the resolution. Global
-    average pooling and a dense layer give the logits.
+    average pooling, dropout and a dense layer give the logits.
 
     Args:
       input_shape: (height, width, channels) of the images.
@@ -145,6 +145,7 @@ def resnet_small(input_shape=(28, 28, 1), classes=10, widths=(16, 32, 64), block
             stride = 2 if stage > 1 and block == 1 else 1
             x = _basic_block(x, width, stride, f"stage{stage}_block{block}")
     x = L.GlobalAveragePooling2D(name="pool")(x)
+    x = L.Dropout(0.2, name="dropout")(x)
     out = L.Dense(classes, name="logits")(x)
     return keras.Model(inp, out, name="resnet_small")
 
