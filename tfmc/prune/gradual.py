@@ -11,7 +11,7 @@ import numpy as np
 
 from tfmc._keras import custom_objects, keras, require_graph_model, tf
 from tfmc.errors import UsageError
-from tfmc.graph import ChannelGraph
+from tfmc.graph import ChannelGraph, _tensor_key as _key
 from tfmc.prune.mask_layers import ChannelMask
 from tfmc.prune.schedules import ConstantKeepRatio, KeepRatioSchedule, PolynomialDecay
 from tfmc.prune.select import channel_importance, resolve_keep_ratios, select_channels
@@ -30,11 +30,6 @@ def _require_masks(model, what):
         raise UsageError(f"{what}: model {model.name!r} holds no ChannelMask layers; "
                          "make it with tfmc.prunable(model, ratios) first")
     return masks
-
-
-def _key(tensor):
-    layer, node_index, tensor_index = tensor._keras_history
-    return (id(layer), node_index, tensor_index)
 
 
 def _fresh_layer(layer):
