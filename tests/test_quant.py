@@ -1,4 +1,4 @@
-"""tfmc.quantize: per-layer bit widths through tfmot QAT."""
+"""tfmc.quantize: per-layer bit widths through tfmot's 8-bit QAT scheme."""
 import numpy as np
 import pytest
 
@@ -10,7 +10,7 @@ from tfmc.quant import qat_custom_objects, quantize, quantized_kernel
 from tiny_models import chain_cnn, depthwise_cnn, images
 
 L = keras.layers
-# per-channel for Conv2D, per-tensor for Dense and DepthwiseConv2D
+# tfmot's ranges: per last kernel axis for Conv2D and DepthwiseConv2D, per tensor for Dense
 CHAIN_BITS = {"conv1": (8, 8), "conv2": (2, 4), "conv3": (3, 8), "fc1": (4, 2), "logits": (6, 8)}
 DEPTHWISE_BITS = {"dw": (3, 8), "pw": (2, 6)}
 
@@ -57,7 +57,7 @@ def test_trained_kernels_hold_at_most_2_to_the_bits_levels(chain, name):
 @pytest.mark.parametrize("name", sorted(DEPTHWISE_BITS))
 def test_depthwise_and_pointwise_kernels_hold_at_most_2_to_the_bits_levels(depthwise, name):
     model, qat = depthwise
-    per_channel = type(model.get_layer(name)) is L.Conv2D  # the depthwise kernel is per tensor
+    per_channel = type(model.get_layer(name)) is not L.Dense
     levels = _levels(quantized_kernel(qat.get_layer("quant_" + name)), per_channel)
     assert max(levels) <= 2 ** DEPTHWISE_BITS[name][0]
     assert len(np.unique(model.get_layer(name).get_weights()[0])) > 2 ** DEPTHWISE_BITS[name][0]
@@ -65,9 +65,53 @@ def test_depthwise_and_pointwise_kernels_hold_at_most_2_to_the_bits_levels(depth
 
 def test_layers_the_policy_leaves_out_stay_float(depthwise):
     model, qat = depthwise
-    wrapped = sorted(layer.name for layer in qat.layers if layer.name.startswith("quant_"))
+    wrapped = sorted(layer.name for layer in qat.layers if layer.name.startswith("quant_") and layer.trainable_weights
+                     and any("kernel" in v.name for v in layer.trainable_weights))
     assert wrapped == ["quant_dw", "quant_pw"]
     assert type(qat.get_layer("sep")) is L.SeparableConv2D
+    # the float stem keeps its BatchNorm and ReLU; its ReLU quantizes its output for dw (the boundary)
+    assert [type(qat.get_layer(n)) for n in ("stem", "stem_bn")] == [L.Conv2D, L.BatchNormalization]
+    assert _producer(qat, "dw").name == "quant_stem_relu"
+
+
+def _producer(qat, name):
+    """The layer whose output quantizer quantizes what layer ``name`` reads (through unquantized layers)."""
+    layer = qat.get_layer("quant_" + name)
+    while True:
+        layer = layer._inbound_nodes[0].inbound_layers
+        if type(layer).__name__ == "QuantizeLayer" or getattr(layer, "quantize_config", None) is None:
+            return layer
+        config = layer.quantize_config
+        if config.get_output_quantizers(layer.layer) or config.get_activations_and_quantizers(layer.layer):
+            return layer
+
+
+def _reads(qat, name, x):
+    """What layer ``name`` of ``qat`` reads for input ``x``, at inference."""
+    return keras.Model(qat.inputs, qat.get_layer("quant_" + name).input)(x, training=False).numpy()
+
+
+def test_activation_bits_sit_on_the_output_quantizer_of_the_layer_read(chain):
+    _, qat = chain
+    # conv2 reads relu1 (Conv-BN-ReLU fused), fc1 reads gap, conv3 reads relu2 through the max pool
+    expected = {"conv2": ("quant_relu1", 4), "fc1": ("quant_gap", 2), "conv3": ("quant_relu2", 8),
+                "logits": ("quant_fc1", 8)}
+    for name, (producer, bits) in expected.items():
+        layer = _producer(qat, name)
+        assert (layer.name, layer.quantize_config.activation_bits) == (producer, bits)
+    assert qat.get_layer("quant_conv2").quantize_config.weight_bits == 2
+    quantize_layer = _producer(qat, "conv1")
+    assert type(quantize_layer).__name__ == "QuantizeLayer"
+    assert quantize_layer.quantizer.num_bits == 8
+
+
+def test_two_readers_with_different_bits_get_the_highest():
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((6,))
+    shared = L.Dense(5, activation="relu", name="shared")(inp)
+    out = L.Add(name="add")([L.Dense(3, name="low")(shared), L.Dense(3, name="high")(shared)])
+    qat = quantize(keras.Model(inp, out), {"shared": (8, 8), "low": (8, 3), "high": (8, 6)})
+    assert qat.get_layer("quant_shared").quantize_config.activation_bits == 6
 
 
 def test_training_changes_the_weights_and_not_the_float_model(chain):
@@ -82,8 +126,8 @@ def test_input_activations_are_quantized_to_their_bits():
     model = keras.Sequential([keras.Input((6,)), L.Dense(3, name="fc")])
     qat = quantize(model, {"fc": (8, 2)})
     x = np.random.default_rng(0).normal(size=(64, 6)).astype("float32")
-    qat(x, training=True)  # sets the moving-average range
-    quantized_input = qat.get_layer("quant_fc").layer.input_activation(tf.constant(x)).numpy()
+    qat(x, training=True)  # sets the range
+    quantized_input = _reads(qat, "fc", x)
     assert len(np.unique(quantized_input)) <= 4
     assert len(np.unique(x)) == x.size
 
@@ -94,9 +138,11 @@ def test_qat_model_saves_and_loads(chain, tmp_path):
     loaded = io.load_model(path, custom_objects=qat_custom_objects())
     x = images(4)
     np.testing.assert_allclose(loaded.predict(x, verbose=0), qat.predict(x, verbose=0), atol=1e-6)
-    assert loaded.get_layer("quant_conv2").quantize_config.get_config() == {
-        "weight_bits": 2, "activation_bits": 4, "kernel_attr": "kernel", "per_axis": True,
-    }
+    for name in ("quant_conv2", "quant_relu1"):
+        assert loaded.get_layer(name).quantize_config == qat.get_layer(name).quantize_config
+    assert loaded.get_layer("quant_conv2").quantize_config.weight_bits == 2
+    assert loaded.get_layer("quant_relu1").quantize_config.activation_bits == 4
+    assert _producer(loaded, "conv2").name == "quant_relu1"
 
 
 def test_unknown_layer_names_are_an_error():
@@ -114,23 +160,29 @@ def test_bits_outside_range_are_an_error():
         quantize(chain_cnn(), {"conv1": (1, 8)})
 
 
-def _input_range(wrapper):
-    values = {v.name.split("/")[-1].split(":")[0]: float(v.numpy()) for v in wrapper.weights if "activation" in v.name}
-    return values["post_activation_min"], values["post_activation_max"], values["post_activation_initialized"]
+def _range_vars(layer):
+    """(min, max, initialized) variables of the LearnedRangeQuantizer in ``layer``."""
+    by_name = {v.name.split("/")[-1].split(":")[0]: v for v in layer.weights}
+    prefix = next(name[: -len("_initialized")] for name in by_name if name.endswith("_initialized"))
+    return by_name[prefix + "_min"], by_name[prefix + "_max"], by_name[prefix + "_initialized"]
+
+
+def _input_range(qat, name):
+    """(min, max, initialized) of the quantizer on the activations layer ``name`` reads."""
+    return tuple(float(v.numpy()) for v in _range_vars(_producer(qat, name)))
 
 
 def test_the_first_training_batch_sets_the_input_range_and_later_batches_do_not_reset_it():
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((1000,)), L.Dense(2, name="fc")])
     qat = quantize(model, {"fc": (8, 3)})
-    wrapper = qat.get_layer("quant_fc")
-    assert _input_range(wrapper) == (-6.0, 6.0, 0.0)  # tfmot's start until training begins
+    assert _input_range(qat, "fc") == (-6.0, 6.0, 0.0)  # tfmot's start until training begins
     x = np.linspace(-1.0, 3.0, 2000, dtype="float32").reshape(2, 1000)  # 0.1 % of 2000: the 2nd from each end
     qat(x, training=True)
-    low, high, initialized = _input_range(wrapper)
+    low, high, initialized = _input_range(qat, "fc")
     np.testing.assert_allclose([low, high, initialized], [x.flat[1], x.flat[-2], 1.0], rtol=1e-6)
     qat(10 * x, training=True)
-    assert _input_range(wrapper) == (low, high, 1.0)
+    assert _input_range(qat, "fc") == (low, high, 1.0)
 
 
 def test_an_image_quantized_to_3_bits_keeps_8_levels_after_one_training_batch():
@@ -140,7 +192,7 @@ def test_an_image_quantized_to_3_bits_keeps_8_levels_after_one_training_batch():
     qat = quantize(model, {"conv": (8, 3)})
     x = np.random.default_rng(0).uniform(size=(16, 8, 8, 1)).astype("float32")
     qat(x, training=True)
-    quantized = qat.get_layer("quant_conv").layer.input_activation(tf.constant(x)).numpy()
+    quantized = _reads(qat, "conv", x)
     assert len(np.unique(quantized)) == 8
     assert 0.0 <= quantized.min() and quantized.max() <= 1.0
 
@@ -148,17 +200,16 @@ def test_an_image_quantized_to_3_bits_keeps_8_levels_after_one_training_batch():
 def test_the_input_range_is_trained_by_the_values_it_clips():
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((4,)), L.Dense(1, use_bias=False, kernel_initializer="ones", name="fc")])
-    qat = quantize(model, {"fc": (8, 8)})
+    qat = quantize(model, {"fc": (8, 4)})  # below 8 bits: LearnedRangeQuantizer
     x = np.random.default_rng(0).uniform(size=(256, 4)).astype("float32")
     qat(x[:4] * 0.5, training=True)  # a first batch narrower than the data: the rest is clipped at its max
-    wrapper = qat.get_layer("quant_fc")
-    range_vars = [v for v in wrapper.trainable_weights if "post_activation_m" in v.name]
-    assert len(range_vars) == 2
+    range_vars = list(_range_vars(_producer(qat, "fc"))[:2])
+    assert all(v.trainable for v in range_vars)
     with tf.GradientTape() as tape:
         total = tf.reduce_sum(qat(x, training=True))
     grad_min, grad_max = tape.gradient(total, range_vars)
     # d sum / d max counts the clipped values (kernel of ones): PACT's gradient of the clip
-    clipped = np.sum(x > _input_range(wrapper)[1])
+    clipped = np.sum(x > _input_range(qat, "fc")[1])
     assert clipped > 100 and float(grad_max) == pytest.approx(clipped, rel=0.02)
     assert float(grad_min) == 0.0  # nothing below min: the inputs are positive and min is 0
 
@@ -172,8 +223,8 @@ def test_activation_quantizer_rejects_bad_bits():
 
 
 def test_qat_trains_under_two_replicas(mirrored):
-    # Each replica's layer must use its own quantized kernel although the input
-    # quantizer's range update lets the other replica run in between.
+    # Each replica's layer must use its own quantized kernel although the
+    # activation quantizers' range updates let the other replica run in between.
     strategy = mirrored
     model = chain_cnn()
     with strategy.scope():
@@ -187,4 +238,4 @@ def test_qat_trains_under_two_replicas(mirrored):
         assert len(copies) == 2
         np.testing.assert_array_equal(copies[0], copies[1])
         assert not np.allclose(copies[0], model.get_layer(name).get_weights()[0])
-    assert _input_range(qat.get_layer("quant_conv2"))[2] == 1.0
+    assert _input_range(qat, "conv2")[2] == 1.0

@@ -24,7 +24,7 @@ from tfmc.gmpq import attribution
 from tfmc.gmpq.layers import MIXED_CLASSES
 from tfmc.gmpq.spaces import DEFAULT_SPACE, check_space, layer_candidates
 from tfmc.policy import BitPolicy
-from tfmc.quant.configs import quantizable_class
+from tfmc.quant.configs import kernel_spec
 from tfmc.train import make_strategy, outputs_probabilities
 
 
@@ -140,7 +140,7 @@ def build_supernet(model, budget, calibration):
         signed, clip = stats[layer.name]
         return MIXED_CLASSES[type(layer)].from_config({
             **layer.get_config(), "weight_bits": weight_bits, "activation_bits": activation_bits,
-            "signed_input": signed, "activation_clip": clip, "per_axis": quantizable_class(layer)[2],
+            "signed_input": signed, "activation_clip": clip, "per_axis": kernel_spec(layer)[1],
         })
 
     net = keras.models.clone_model(model, clone_function=clone)

@@ -1,4 +1,4 @@
-"""The activation quantizer of tfmc's QAT: range set by the first training batch, then learned.
+"""tfmc's QAT quantizers: tfmot's 8-bit ones at any width, and an activation range set by the first batch, then learned.
 
 tfmot's MovingAverageQuantizer starts every activation range at [-6, 6] and
 moves it by an exponential moving average with decay 0.999. A QAT run of a
@@ -11,6 +11,9 @@ respect to its min and max (values clipped below min or above max push the
 bound out, as PACT does for its clip), as the GMPQ search's activation
 quantizer does (Wang et al., ICCV 2021, after EdMIPS / PACT).
 """
+from tensorflow_model_optimization.python.core.quantization.keras.default_8bit.default_8bit_quantizers import (
+    Default8BitConvWeightsQuantizer,
+)
 from tensorflow_model_optimization.quantization.keras import quantizers
 
 from tfmc._keras import keras, register, tf
@@ -52,8 +55,7 @@ class LearnedRangeQuantizer(quantizers.Quantizer):
     """
 
     def __init__(self, num_bits, init_tail=INIT_TAIL):
-        if isinstance(num_bits, bool) or not isinstance(num_bits, int) or not 2 <= num_bits <= 16:
-            raise ValueError(f"num_bits must be an integer in 2..16, got {num_bits!r}")
+        _check_bits(num_bits)
         if not 0 <= init_tail < 0.5:
             raise ValueError(f"init_tail must be in [0, 0.5), got {init_tail!r}")
         self.num_bits = num_bits
@@ -99,3 +101,62 @@ class LearnedRangeQuantizer(quantizers.Quantizer):
 
     def __ne__(self, other):
         return not self.__eq__(other)
+
+
+@register
+class ConvWeightsQuantizer(Default8BitConvWeightsQuantizer):
+    """tfmot's per-output-channel Conv2D / DepthwiseConv2D weight quantizer at any bit width.
+
+    tfmot's ``Default8BitConvWeightsQuantizer`` fixes 8 bits; this one takes
+    ``num_bits`` and is otherwise the same (symmetric, narrow range, the last
+    value's min / max per output channel, variables built as tfmot does).
+
+    Args:
+      num_bits: bit width, 2..16.
+
+    Raises:
+      ValueError: ``num_bits`` outside 2..16.
+    """
+
+    def __init__(self, num_bits=8, per_axis=True, symmetric=True, narrow_range=True):
+        _check_bits(num_bits)
+        super().__init__()
+        self.num_bits = num_bits
+
+
+def _check_bits(num_bits):
+    if isinstance(num_bits, bool) or not isinstance(num_bits, int) or not 2 <= num_bits <= 16:
+        raise ValueError(f"num_bits must be an integer in 2..16, got {num_bits!r}")
+
+
+def weight_quantizer(num_bits, per_axis):
+    """The weight quantizer of tfmot's 8-bit scheme, at ``num_bits``.
+
+    Args:
+      num_bits: bit width, 2..16.
+      per_axis: one range per output channel (tfmot's Conv2D / DepthwiseConv2D
+        quantizer) instead of one per tensor (its Dense quantizer).
+    """
+    if per_axis:
+        return ConvWeightsQuantizer(num_bits)
+    _check_bits(num_bits)
+    return quantizers.LastValueQuantizer(num_bits=num_bits, per_axis=False, symmetric=True, narrow_range=True)
+
+
+def activation_quantizer(num_bits, input_layer=False):
+    """The activation quantizer for ``num_bits``: tfmot's at 8 bits and above, LearnedRangeQuantizer below.
+
+    At 8 bits the quantizer is exactly tfmot's (a moving average for layer
+    outputs, all values seen for the model input), so an 8-bit model converts
+    as tfmot's does. Below 8 bits tfmot's moving average from [-6, 6] is too
+    slow to reach the data's range (see LearnedRangeQuantizer).
+
+    Args:
+      num_bits: bit width, 2..16.
+      input_layer: the quantizer of the model input (tfmot's QuantizeLayer).
+    """
+    _check_bits(num_bits)
+    if num_bits < 8:
+        return LearnedRangeQuantizer(num_bits)
+    kind = quantizers.AllValuesQuantizer if input_layer else quantizers.MovingAverageQuantizer
+    return kind(num_bits=num_bits, per_axis=False, symmetric=False, narrow_range=False)

@@ -1,0 +1,100 @@
+"""tfmc.quantize converts like tfmot's quantize_model: the same int8 graph at 8/8, float layers at the boundaries."""
+import collections
+
+import numpy as np
+import pytest
+import tensorflow_model_optimization as tfmot
+
+import tfmc
+from tfmc._keras import keras
+from tfmc.bops import uniform_policy
+from tfmc.export import flatbuffer, to_tflite
+
+# tfmot's quantize_model on digits_cnn: one QUANTIZE in, one DEQUANTIZE out, the rest int8.
+DIGITS_OPS = {"ADD": 2, "CONV_2D": 10, "DEPTHWISE_CONV_2D": 4, "DEQUANTIZE": 1, "FULLY_CONNECTED": 1,
+              "MEAN": 1, "QUANTIZE": 1}
+
+
+def _ops(tflite_bytes):
+    """[(op name, input tensor names, output tensor names)] of the main subgraph, in order."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(bytes(tflite_bytes), 0))
+    op_names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    tensors = model.subgraphs[0].tensors
+    ops = []
+    for op in model.subgraphs[0].operators:
+        code = model.operatorCodes[op.opcodeIndex]
+        name = op_names[max(code.builtinCode, code.deprecatedBuiltinCode)]
+        ops.append((name, [tensors[i].name.decode() for i in op.inputs if i >= 0],
+                    [tensors[i].name.decode() for i in op.outputs]))
+    return ops
+
+
+def _histogram(tflite_bytes):
+    return dict(collections.Counter(name for name, _, _ in _ops(tflite_bytes)))
+
+
+def _weight_types(tflite_bytes):
+    return [(op.op, op.weight_type) for op in flatbuffer.weight_ops(tflite_bytes)]
+
+
+def _qat_export(qat, path):
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    x = rng.random((32, 32, 32, 3)).astype("float32")
+    qat.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    qat.fit(x, rng.integers(0, 10, 32), epochs=1, batch_size=16, verbose=0)
+    result = to_tflite(qat, path, mode="qat", representative_data=x)
+    with open(path, "rb") as f:
+        return result, f.read()
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return tfmc.models.digits_cnn()
+
+
+@pytest.fixture(scope="module")
+def tfmot_export(digits, tmp_path_factory):
+    return _qat_export(tfmot.quantization.keras.quantize_model(digits), tmp_path_factory.mktemp("q") / "tfmot.tflite")
+
+
+@pytest.fixture(scope="module")
+def tfmc_export(digits, tmp_path_factory):
+    qat = tfmc.quantize(digits, uniform_policy(digits, 8, 8))
+    return _qat_export(qat, tmp_path_factory.mktemp("q") / "tfmc.tflite")
+
+
+def test_every_layer_at_8_bits_converts_to_tfmots_graph(tfmot_export, tfmc_export):
+    (ours, ours_bytes), (theirs, theirs_bytes) = tfmc_export, tfmot_export
+    assert _histogram(theirs_bytes) == DIGITS_OPS
+    assert _histogram(ours_bytes) == DIGITS_OPS
+    assert _weight_types(ours_bytes) == _weight_types(theirs_bytes)
+    assert {kind for _, kind in _weight_types(ours_bytes)} == {"int8"}
+    assert len(_weight_types(ours_bytes)) == 15
+    assert abs(ours.size_bytes - theirs.size_bytes) <= 0.03 * theirs.size_bytes
+    assert all(not layer.notes for layer in ours.layers)  # no "weights left float32"
+    assert ours.agreement.agree == 16
+
+
+@pytest.mark.parametrize("float_layer,float_op", [("stem", "CONV_2D"), ("logits", "FULLY_CONNECTED")])
+def test_a_layer_the_policy_leaves_out_stays_float_with_quantize_ops_only_at_its_boundary(
+        digits, float_layer, float_op, tmp_path):
+    policy = {name: bits for name, bits in uniform_policy(digits, 8, 8).items() if name != float_layer}
+    result, tflite_bytes = _qat_export(tfmc.quantize(digits, policy), tmp_path / "partial.tflite")
+    by_layer = {layer.name: layer.weights for layer in result.layers}
+    assert by_layer.pop(float_layer) == ["float32"]
+    assert set(map(tuple, by_layer.values())) == {("int8",)}
+    assert _histogram(tflite_bytes) == DIGITS_OPS  # one QUANTIZE, one DEQUANTIZE
+    ops = _ops(tflite_bytes)
+    names = [name for name, _, _ in ops]
+    (position,) = [op.index for op in flatbuffer.weight_ops(tflite_bytes) if op.weight_type == "float32"]
+    assert names[position] == float_op
+    if float_layer == "stem":  # float input -> float conv -> QUANTIZE -> int8 rest
+        assert names[position + 1] == "QUANTIZE" and ops[position + 1][1] == ops[position][2]
+        assert names[-1] == "DEQUANTIZE"
+    else:  # QUANTIZE in, int8 up to the pooling -> DEQUANTIZE -> float dense
+        assert names[0] == "QUANTIZE"
+        assert names[position - 1] == "DEQUANTIZE" and ops[position - 1][2][0] in ops[position][1]
+    assert result.agreement.agree >= 15
