@@ -47,6 +47,7 @@ from tfmc.amc.budget import CostModel  # noqa: E402
 from tfmc.graph import ChannelGraph  # noqa: E402
 from tfmc.policy import PrunePolicy, kept_channels  # noqa: E402
 from benchmarks_md import write_section  # noqa: E402
+from harness import markdown_table, mean_and_error, mean_and_std, paired, score  # noqa: E402
 
 
 def _counts(groups, ratios, round_to=8):
@@ -75,13 +76,10 @@ def heuristic_policy(cost, groups, limit, shape, lbound=0.2):
 
 
 def kept_channels_table(groups, named_policies, round_to=8):
-    """Markdown rows: one per (name, PrunePolicy), the kept channel count of every group."""
-    lines = ["| policy | " + " | ".join(f"{g.name} ({g.channels})" for g in groups) + " |",
-             "|---|" + "---:|" * len(groups)]
-    for name, policy in named_policies:
-        lines.append(f"| {name} | " + " | ".join(
-            str(kept_channels(g.channels, policy.keep_ratios[g.name], round_to)) for g in groups) + " |")
-    return lines
+    """A Markdown table with one row per (name, PrunePolicy): the kept channel count of every group."""
+    return markdown_table(["policy", *(f"{g.name} ({g.channels})" for g in groups)],
+                          [[name, *(kept_channels(g.channels, policy.keep_ratios[g.name], round_to) for g in groups)]
+                           for name, policy in named_policies])
 
 
 def augmented(x, y, copies, seed):
@@ -107,12 +105,12 @@ def augmented(x, y, copies, seed):
 def evaluate(model, policy, dataset, reward, calib, finetune_epochs, seed, lr):
     """Test accuracy before and after each fine-tune length (each one its own run from the pruned model)."""
     pruned = tfmc.prune(model, policy, calib_data=calib)
-    before = train.accuracy(pruned, dataset.x_test, dataset.y_test)
-    val = train.accuracy(pruned, *reward)
+    before = score(pruned, dataset.x_test, dataset.y_test).accuracy
+    val = score(pruned, *reward).accuracy
     after = {}
     for epochs in finetune_epochs:
         tuned, _ = train.fit(pruned, dataset.x_train, dataset.y_train, epochs=epochs, learning_rate=lr, seed=seed)
-        after[epochs] = train.accuracy(tuned, dataset.x_test, dataset.y_test)
+        after[epochs] = score(tuned, dataset.x_test, dataset.y_test).accuracy
     return {"before": before, "after": after, "val": val, "macs": tfmc.count_macs(pruned)}
 
 
@@ -168,8 +166,7 @@ def main():
     groups = [g for g in analysis.groups if g.prunable]
     cost = CostModel(analysis, "macs")
     limit = args.target * cost.full
-    original = {"before": train.accuracy(base, dataset.x_test, dataset.y_test),
-                "val": train.accuracy(base, *reward)}
+    original = score(base, dataset.x_test, dataset.y_test)
 
     decays = [float(v) for v in args.sigma_decays.split(",")]
     walls = args.walls.split(",")
@@ -230,60 +227,58 @@ def main():
         f"{args.train_epochs} epochs on the digits training split (32x32"
         f"{f', with {args.copies} augmented copies of every image in every split' if args.copies else ''}), "
         f"{cost.full:,} MACs, "
-        f"{len(groups)} prunable channel groups; test accuracy {original['before']:.4f}. Budget: {args.target:g} of "
+        f"{len(groups)} prunable channel groups; test accuracy {original} (binomial standard error). Budget: {args.target:g} of "
         f"the MACs ({int(limit):,}). AMC: {args.warmup} warm-up + {args.episodes} episodes per search, the paper's "
         f"agent settings (exploration decay {args.sigma_decays}), reward = "
         f"accuracy on {reward_text}, {refit_text}, one search per seed and action wall (the paper's wall only stops a policy from "
         f"exceeding the budget; the filling wall, `fill_budget=True`, also keeps every policy spending it). "
         f"Every policy is applied by `tfmc.prune` {'with' if args.calib_images else 'without'} reconstruction and "
         f"scored on the {len(dataset.x_test)}-image test split before and after {' and after '.join(map(str, lengths))} epochs of "
-        f"fine-tuning (Adam {args.finetune_lr:g}, cosine); mean +- std over {args.seeds} seeds.",
+        f"fine-tuning (Adam {args.finetune_lr:g}, cosine); mean +- sample std over {args.seeds} seeds.",
         "",
-        "| policy | MACs (of original) | test acc. before fine-tune | "
-        + "".join(f"test acc. after {e} epochs | " for e in lengths) + "reward-set acc. |",
-        "|---|---:|---:|" + "---:|" * len(lengths) + "---:|",
     ]
-    for name, runs in scores.items():
-        macs = np.mean([r["macs"] for r in runs]) / cost.full
-        fmt = lambda values: f"{np.mean(values):.4f} +- {np.std(values):.4f}"  # noqa: E731
-        lines.append(f"| {labels[name]} | {macs:.3f} | {fmt([r['before'] for r in runs])} | "
-                     + "".join(f"{fmt([r['after'][e] for r in runs])} | " for e in lengths)
-                     + f"{fmt([r['val'] for r in runs])} |")
+    fmt = lambda values: "{:.4f} +- {:.4f}".format(*mean_and_std(values))  # noqa: E731
+    lines.append(markdown_table(
+        ["policy", "MACs (of original)", "test acc. before fine-tune",
+         *(f"test acc. after {e} epochs" for e in lengths), "reward-set acc."],
+        [[labels[name], f"{np.mean([r['macs'] for r in runs]) / cost.full:.3f}", fmt([r["before"] for r in runs]),
+          *(fmt([r["after"][e] for r in runs]) for e in lengths), fmt([r["val"] for r in runs])]
+         for name, runs in scores.items()]))
     lines += ["", "Kept channels per group (AMC per seed, then the heuristics):", ""]
-    lines += kept_channels_table(groups, [(f"{labels[variant_key(s['wall'], s['decay'])]}, seed {s['seed']} (best at episode "
+    lines.append(kept_channels_table(groups, [(f"{labels[variant_key(s['wall'], s['decay'])]}, seed {s['seed']} (best at episode "
                                            f"{s['best_episode']})", s["policy"])
-                                          for s in searches] + [(labels[n], p) for n, p in policies.items()])
+                                          for s in searches] + [(labels[n], p) for n, p in policies.items()]))
     lines += ["", "Search cost. A plain evaluation is the unpruned model on the reward set through the search's traced "
               "forward function" + ("; scoring a new policy also runs the calibration images through the model once "
                                     "(the sequential least-squares refit, so the reward is that of the model "
                                     "`tfmc.prune` builds) and solves the refits" if args.calib_images else "")
               + ". Policies seen before are not evaluated again. Every episode also runs the agent, its DDPG "
-              "updates and a checkpoint. Goal: learning episode / plain evaluation <= 1.5.", "",
-              "| wall | sigma decay | seed | search time (s) | plain eval. (ms) | calibration pass (ms) | warm-up episode (ms) | "
-              "learning episode, new policy (ms) | learning episode, repeat (ms) | repeats | mean episode (ms) | "
-              "new policy / plain eval. | new policy / (plain eval. + calibration pass) | mean episode / plain eval. |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for s in searches:
-        plain, calibration = s["plain"], s["calibration"]
-        lines.append(f"| {s['wall']} | {s['decay']:g} | {s['seed']} | {s['seconds']:.1f} | {plain * 1e3:.1f} | {calibration * 1e3:.1f} | "
-                     f"{s['warmup_median'] * 1e3:.1f} | {s['fresh_median'] * 1e3:.1f} | {s['repeat_median'] * 1e3:.1f} | "
-                     f"{s['repeats']:.0%} | {s['mean'] * 1e3:.1f} | {s['fresh_median'] / plain:.2f} | "
-                     f"{s['fresh_median'] / (plain + calibration):.2f} | {s['mean'] / plain:.2f} |")
+              "updates and a checkpoint. Goal: learning episode / plain evaluation <= 1.5.", ""]
+    lines.append(markdown_table(
+        ["wall", "sigma decay", "seed", "search time (s)", "plain eval. (ms)", "calibration pass (ms)",
+         "warm-up episode (ms)", "learning episode, new policy (ms)", "learning episode, repeat (ms)", "repeats",
+         "mean episode (ms)", "new policy / plain eval.", "new policy / (plain eval. + calibration pass)",
+         "mean episode / plain eval."],
+        [[s["wall"], f"{s['decay']:g}", s["seed"], f"{s['seconds']:.1f}", f"{s['plain'] * 1e3:.1f}",
+          f"{s['calibration'] * 1e3:.1f}", f"{s['warmup_median'] * 1e3:.1f}", f"{s['fresh_median'] * 1e3:.1f}",
+          f"{s['repeat_median'] * 1e3:.1f}", f"{s['repeats']:.0%}", f"{s['mean'] * 1e3:.1f}",
+          f"{s['fresh_median'] / s['plain']:.2f}", f"{s['fresh_median'] / (s['plain'] + s['calibration']):.2f}",
+          f"{s['mean'] / s['plain']:.2f}"] for s in searches]))
     uniform_before = np.mean([r["before"] for r in scores["uniform"]])  # no fine-tuning: the same in every seed
-    error = lambda values: np.std(values, ddof=1) / np.sqrt(len(values)) if len(values) > 1 else float("nan")  # noqa: E731
     lines.append("")
     for variant in variants:
         runs = scores[variant_key(*variant)]
-        amc_before = np.array([r["before"] for r in runs])
-        gap_before = amc_before.mean() - uniform_before
-        clear = gap_before > 2 * error(amc_before) and gap_before >= 0.005
+        amc_before, amc_error = mean_and_error([100 * r["before"] for r in runs])
+        gap_before = amc_before - 100 * uniform_before
+        clear = gap_before > 2 * amc_error and gap_before >= 0.5
         afters = []
         for e in lengths:  # AMC and uniform share each seed's fine-tuning seed: compare them seed by seed
-            gaps = np.array([a["after"][e] - u["after"][e] for a, u in zip(runs, scores["uniform"])])
-            afters.append(f"after {e} epochs {100 * gaps.mean():+.2f} (standard error of the per-seed differences "
-                          f"{100 * error(gaps):.2f}): {'met' if gaps.mean() >= -2 * error(gaps) else 'NOT met'}")
-        lines.append(f"{labels[variant_key(*variant)]} minus uniform: {100 * gap_before:+.2f} points before fine-tuning "
-                     f"(standard error of AMC's mean over seeds {100 * error(amc_before):.2f}). Goal \"beats uniform "
+            gaps = paired([a["after"][e] for a in runs], [u["after"][e] for u in scores["uniform"]], scale=100)
+            afters.append(f"after {e} epochs {gaps.mean:+.2f} (standard error of the per-seed differences "
+                          f"{gaps.standard_error:.2f}; AMC wins/ties/losses {gaps.record}): "
+                          f"{'met' if gaps.mean >= -2 * gaps.standard_error else 'NOT met'}")
+        lines.append(f"{labels[variant_key(*variant)]} minus uniform: {gap_before:+.2f} points before fine-tuning "
+                     f"(standard error of AMC's mean over seeds {amc_error:.2f}). Goal \"beats uniform "
                      f"by a clear margin before fine-tuning\" (taken as at least 0.5 points and two standard errors): "
                      f"{'met' if clear else 'NOT met'}. Goal \"not worse after\" (the mean difference no lower than "
                      f"minus two standard errors): " + "; ".join(afters) + ".")

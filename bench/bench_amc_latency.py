@@ -27,13 +27,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 import tfmc  # noqa: E402
-import tflite_bench  # noqa: E402
 from tfmc import amc, data, models, train  # noqa: E402
 from tfmc.amc.budget import CostModel  # noqa: E402
 from tfmc.graph import ChannelGraph  # noqa: E402
 from tflite_bench.lut import build_latency_table  # noqa: E402
 from bench_amc import heuristic_policy, kept_channels_table  # noqa: E402
 from benchmarks_md import write_section  # noqa: E402
+from harness import host_latency, markdown_table, score  # noqa: E402
 
 
 def main():
@@ -75,11 +75,12 @@ def main():
         for index, (name, (policy, seconds, counts)) in enumerate(policies.items()):
             pruned = tfmc.prune(base, policy, calib_data=calib)
             paths.append(tfmc.export.to_tflite(pruned, os.path.join(out, f"{index}.tflite"), mode="float32").path)
-            rows.append({"name": name, "seconds": seconds, "accuracy": train.accuracy(pruned, dataset.x_test,
-                                                                                      dataset.y_test),
-                         "macs": macs.total(counts) / macs.full, "table_ms": latency.total(counts)})
-        per_model = tflite_bench.alternate(paths, rounds=args.rounds, threads=1, runs=args.runs, warmup=20)
-    measured = [tflite_bench.median_of_rounds_us(r) / 1000 for r in per_model]
+            rows.append([name, f"{seconds:.0f}", score(pruned, dataset.x_test, dataset.y_test),
+                         f"{macs.total(counts) / macs.full:.3f}", f"{latency.total(counts):.4f}",
+                         f"{latency.total(counts) / latency.full:.3f}"])
+        measured = host_latency(paths, reference=0, rounds=args.rounds, threads=1, runs=args.runs, warmup=20)
+    original = score(base, dataset.x_test, dataset.y_test)
+    rows.insert(0, ["original", "-", original, "1.000", f"{latency.full:.4f}", "1.000"])
 
     command = (f"python bench/bench_amc_latency.py --target {args.target} --episodes {args.episodes} "
                f"--warmup {args.warmup} --train-epochs {args.train_epochs} --rounds {args.rounds} --runs {args.runs}")
@@ -87,7 +88,7 @@ def main():
         "## AMC under a latency budget",
         "",
         f"Command: `{command}`. Model: `tfmc.models.digits_cnn` trained {args.train_epochs} epochs on digits "
-        f"(32x32), test accuracy {train.accuracy(base, dataset.x_test, dataset.y_test):.4f}. Latency table: "
+        f"(32x32), test accuracy {original} (+- its binomial standard error here and below). Latency table: "
         f"`build_latency_table(model, threads=1)`, {len(table.layers)} layers on a 4 x 4 grid of channel counts, "
         f"each point a one-layer float .tflite timed by the LiteRT interpreter ({table_seconds:.0f} s); it sums to "
         f"{latency.full:.4f} ms for the whole model. Budget: {args.target:g} of that ({budget_ms:.4f} ms), and for "
@@ -96,18 +97,12 @@ def main():
         f"seed 0. Measured: float32 .tflite, LiteRT interpreter (XNNPACK, 1 thread), {args.rounds} alternating "
         f"rounds of {args.runs} inferences, median of the rounds' medians. Test accuracy before any fine-tuning.",
         "",
-        "| model | search (s) | test acc. | MACs (of original) | table latency (ms) | of original (table) | "
-        "measured latency (ms) | of original (measured) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
-        f"| original | - | {train.accuracy(base, dataset.x_test, dataset.y_test):.4f} | 1.000 | {latency.full:.4f} | "
-        f"1.000 | {measured[0]:.4f} | 1.000 |",
+        markdown_table(["model", "search (s)", "test acc.", "MACs (of original)", "table latency (ms)",
+                        "of original (table)", "measured latency (ms)", "of original (measured)"],
+                       [row + [f"{timed.ms:.4f}", f"{timed.ratio:.3f}"] for row, timed in zip(rows, measured)]),
     ]
-    for row, ms in zip(rows, measured[1:]):
-        lines.append(f"| {row['name']} | {row['seconds']:.0f} | {row['accuracy']:.4f} | {row['macs']:.3f} | "
-                     f"{row['table_ms']:.4f} | {row['table_ms'] / latency.full:.3f} | {ms:.4f} | "
-                     f"{ms / measured[0]:.3f} |")
     lines += ["", "Kept channels per group:", ""]
-    lines += kept_channels_table(groups, [(name, policy) for name, (policy, _, _) in policies.items()])
+    lines.append(kept_channels_table(groups, [(name, policy) for name, (policy, _, _) in policies.items()]))
     markdown = "\n".join(lines)
     print(markdown)
     if not args.no_write:
