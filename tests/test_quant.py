@@ -239,3 +239,28 @@ def test_qat_trains_under_two_replicas(mirrored):
         np.testing.assert_array_equal(copies[0], copies[1])
         assert not np.allclose(copies[0], model.get_layer(name).get_weights()[0])
     assert _input_range(qat, "conv2")[2] == 1.0
+
+
+def test_qat_at_8_bits_trains_under_two_replicas_like_tfmots(mirrored):
+    # every layer 8/8: tfmot's own quantizers (moving averages, the input's all-values range)
+    import tensorflow_model_optimization as tfmot
+
+    from tfmc.bops import uniform_policy
+
+    model = chain_cnn()
+    x, y = images(16), np.random.default_rng(0).integers(0, 10, 16)
+    trained = {}
+    with mirrored.scope():
+        candidates = {"tfmc": quantize(model, uniform_policy(model, 8, 8)),
+                      "tfmot": tfmot.quantization.keras.quantize_model(model)}
+    for name, qat in candidates.items():
+        with mirrored.scope():
+            qat.compile(keras.optimizers.SGD(0.1), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        history = qat.fit(x, y, epochs=3, batch_size=8, verbose=0)
+        trained[name] = (qat, history.history["loss"])
+    for name, (qat, losses) in trained.items():
+        assert losses[-1] < losses[0], name
+        copies = [v.numpy() for v in qat.get_layer("quant_conv2").weights[0].values]
+        np.testing.assert_array_equal(copies[0], copies[1])
+    ours, theirs = trained["tfmc"][0], trained["tfmot"][0]
+    assert [layer.name for layer in ours.layers[2:]] == [layer.name for layer in theirs.layers[2:]]  # after the input and its QuantizeLayer
