@@ -71,6 +71,14 @@ def test_keras_mobilenet_v2_rejects_images_smaller_than_32_or_grey():
             models.keras_mobilenet_v2(input_shape=shape)
 
 
+def test_keras_mobilenet_v2_moving_statistics_use_momentum_0_9_unless_told():
+    # Keras' 0.999 leaves inference at chance after a short training from scratch (see the docstring).
+    model = models.keras_mobilenet_v2(alpha=0.35)
+    assert {layer.momentum for layer in model.layers if isinstance(layer, tfmc.models.L.BatchNormalization)} == {0.9}
+    with pytest.raises(ValueError, match=r"^bn_momentum must be in \[0, 1\), got 1\.0$"):
+        models.keras_mobilenet_v2(bn_momentum=1.0)
+
+
 def test_recipe_checks_its_fields():
     assert reference.recipe_for("resnet_small", {"epochs": 2})["epochs"] == 2
     assert reference.recipe_for("resnet_small")["epochs"] == reference.RECIPES["resnet_small"]["epochs"]

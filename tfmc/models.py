@@ -154,26 +154,33 @@ def resnet_small(input_shape=(28, 28, 1), classes=10, widths=(24, 48, 96), block
 KERAS_MOBILENET_V2_ALPHA_RANGE = (0.35, 1.0)
 
 
-def keras_mobilenet_v2(alpha=0.35, input_shape=(32, 32, 3), classes=10, seed=0):
+def keras_mobilenet_v2(alpha=0.35, input_shape=(32, 32, 3), classes=10, bn_momentum=0.9, seed=0):
     """keras.applications.MobileNetV2 from random weights, sized for 32 x 32 x 3 images.
 
     Keras' MobileNetV2 takes RGB images of at least 32 x 32 pixels, so 28 x 28
     grey images must be loaded at 32 x 32 x 3 first (``tfmc.data.load_for_model``
     does that from the model's input). Nothing is downloaded: the weights are
-    random (``weights=None``) and the classifier gives logits.
+    random (``weights=None``) and the classifier gives logits. BatchNorm's
+    momentum is 0.9 rather than Keras' 0.999: trained from scratch for a few
+    thousand steps, the 0.999 moving statistics lag the weights so far that
+    inference falls to chance (measured on Fashion-MNIST: 11 % with 0.999
+    after 10 epochs, 89 % with the batch's own statistics).
 
     Args:
       alpha: width multiplier, from 0.35 to 1.0 (Keras rounds each layer's
         width to a multiple of 8).
       input_shape: (height, width, 3), each side at least 32.
       classes: units of the logits layer.
+      bn_momentum: momentum of every BatchNormalization's moving statistics,
+        in [0, 1).
       seed: seeds the initial weights.
 
     Returns:
       An uncompiled tf_keras Model named ``mobilenetv2_{alpha:.2f}_{height}``.
 
     Raises:
-      ValueError: an alpha outside 0.35 to 1.0, or an input shape Keras cannot take.
+      ValueError: an alpha outside 0.35 to 1.0, an input shape Keras cannot
+        take, or a momentum outside [0, 1).
 
     Example:
       >>> model = tfmc.models.keras_mobilenet_v2(alpha=0.5)
@@ -186,10 +193,15 @@ def keras_mobilenet_v2(alpha=0.35, input_shape=(32, 32, 3), classes=10, seed=0):
     if channels != 3 or height < 32 or width < 32:
         raise ValueError(f"keras' MobileNetV2 needs images of at least 32 x 32 x 3, "
                          f"got input_shape {tuple(input_shape)}")
+    if not 0 <= bn_momentum < 1:
+        raise ValueError(f"bn_momentum must be in [0, 1), got {bn_momentum!r}")
     keras.utils.set_random_seed(seed)
     # A named input, not Keras' numbered "input_N", so two builds have the same config.
     image = keras.Input(tuple(input_shape), name="image")
     network = keras.applications.MobileNetV2(input_tensor=image, alpha=alpha, weights=None, classes=classes,
                                              classifier_activation=None)
+    for layer in network.layers:
+        if isinstance(layer, L.BatchNormalization):
+            layer.momentum = bn_momentum
     # Keras names a model built on input_tensor for 224 pixels; name it for its real input.
     return keras.Model(image, network.output, name=f"mobilenetv2_{alpha:.2f}_{height}")
