@@ -12,6 +12,7 @@ its info (recipe, accuracy, training time, MACs, parameters) as JSON beside
 it; the next call with the same recipe loads both instead of training.
 """
 import argparse
+import copy
 import hashlib
 import json
 import math
@@ -75,11 +76,11 @@ def recipe_for(name, overrides=None):
     """
     if name not in RECIPES:
         raise ValueError(f"unknown reference model {name!r}; expected one of {', '.join(RECIPES)}")
-    recipe = dict(RECIPES[name])
+    recipe = copy.deepcopy(RECIPES[name])  # callers may change what they get back
     unknown = sorted(set(overrides or {}) - set(recipe))
     if unknown:
         raise ValueError(f"unknown recipe fields {unknown}; the fields are {', '.join(recipe)}")
-    recipe.update(overrides or {})
+    recipe.update(copy.deepcopy(overrides or {}))
     fixed = {"optimizer": "adam", "lr_schedule": "cosine", "augmentation": "none"}
     for field, value in fixed.items():
         if recipe[field] != value:

@@ -82,6 +82,9 @@ def test_keras_mobilenet_v2_moving_statistics_use_momentum_0_9_unless_told():
 def test_recipe_checks_its_fields():
     assert reference.recipe_for("resnet_small", {"epochs": 2})["epochs"] == 2
     assert reference.recipe_for("resnet_small")["epochs"] == reference.RECIPES["resnet_small"]["epochs"]
+    changed = reference.recipe_for("keras_mobilenet_v2")
+    changed["model_kwargs"]["alpha"] = 1.0
+    assert reference.recipe_for("keras_mobilenet_v2")["model_kwargs"] == {"alpha": 0.35}
     with pytest.raises(ValueError, match=r"unknown reference model 'vgg'; expected one of mobilenet_v2_small, "):
         reference.recipe_for("vgg")
     with pytest.raises(ValueError, match=r"unknown recipe fields \['epoch'\]; the fields are data, "):
