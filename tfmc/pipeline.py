@@ -172,14 +172,16 @@ def run_demo(out_dir="demo_out", *, data="digits", data_dir=None, quick=False, c
       relative to ``out_dir``.
 
     Raises:
-      ValueError: ``data`` is not a name of ``DEMO_DATA``.
+      UsageError: ``data`` is not a name of ``DEMO_DATA``.
+      OutputError: ``out_dir`` holds files that are not a demo's (see ``_prepare_output``).
     """
     import tfmc
     from tfmc import amc, bops, export, gmpq, io, models, report, train
+    from tfmc.errors import UsageError
     from tfmc.gmpq import plots as gmpq_plots
 
     if data not in DEMO_DATA:
-        raise ValueError(f"the demo runs on {' or '.join(DEMO_DATA)}, not {data!r}")
+        raise UsageError(f"the demo runs on {' or '.join(DEMO_DATA)}, not {data!r}")
     setup = DEMO_DATA[data]
     config = config or (setup.quick if quick else setup.config)
     strategy = train.make_strategy(strategy)

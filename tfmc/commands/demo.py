@@ -28,11 +28,6 @@ def run(args):
 
     if args.strategy not in STRATEGIES:
         raise UsageError(f"unknown --strategy {args.strategy!r}; expected one of {', '.join(STRATEGIES)}")
-    try:
-        run_demo(args.out, data=args.data, data_dir=args.data_dir, quick=args.quick, seed=args.seed,
-                 strategy=args.strategy)
-    except ValueError as exc:
-        if "--out" in str(exc) or "--strategy" in str(exc):
-            raise UsageError(str(exc)) from None
-        raise
+    run_demo(args.out, data=args.data, data_dir=args.data_dir, quick=args.quick, seed=args.seed,
+             strategy=args.strategy)
     return 0
