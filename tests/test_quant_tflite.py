@@ -98,3 +98,76 @@ def test_a_layer_the_policy_leaves_out_stays_float_with_quantize_ops_only_at_its
         assert names[0] == "QUANTIZE"
         assert names[position - 1] == "DEQUANTIZE" and ops[position - 1][2][0] in ops[position][1]
     assert result.agreement.agree >= 15
+
+
+def _stored_weights(tflite_bytes, op):
+    """(integers, scale per output channel or tensor) of a weight op's INT4 tensor, in the Keras kernel layout."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(bytes(tflite_bytes), 0))
+    (tensor,) = [t for t in model.subgraphs[0].tensors if t.name.decode() == op.tensor_names[1]]
+    shape = tuple(tensor.shape)
+    packed = np.frombuffer(bytes(model.buffers[tensor.buffer].data), np.uint8)
+    nibbles = np.stack([packed & 0x0F, packed >> 4], -1).reshape(-1)[:int(np.prod(shape))].astype(np.int8)
+    ints = np.where(nibbles > 7, nibbles - 16, nibbles).reshape(shape)
+    scale = np.asarray(tensor.quantization.scale, np.float32)
+    assert tensor.quantization.quantizedDimension == 0 and len(scale) in (1, shape[0])  # per channel or tensor
+    # TFLite keeps the output channel first: CONV_2D [out, h, w, in], FULLY_CONNECTED [out, in]
+    axes = (1, 2, 3, 0) if len(shape) == 4 else (1, 0)
+    return np.transpose(ints, axes), scale
+
+
+LOW_BITS = {"c1": (3, 8), "c2": (4, 8), "fc1": (2, 8), "logits": (4, 8)}
+
+
+@pytest.fixture(scope="module")
+def low_bit_digits(tmp_path_factory):
+    data = tfmc.data.load("digits", image_size=16)
+    keras.utils.set_random_seed(0)
+    L = keras.layers
+    inp = keras.Input(data.x_train.shape[1:])
+    x = L.Conv2D(8, 3, activation="relu", name="c1")(inp)
+    x = L.Conv2D(16, 3, use_bias=False, name="c2")(x)
+    x = L.BatchNormalization(name="bn")(x)
+    x = L.ReLU(name="relu")(x)
+    x = L.MaxPooling2D(name="pool")(x)
+    x = L.Flatten(name="flat")(x)
+    x = L.Dense(32, activation="relu", name="fc1")(x)
+    out = L.Dense(10, name="logits")(x)
+    qat = tfmc.quantize(keras.Model(inp, out, name="low_bit"), LOW_BITS)
+    qat.compile(keras.optimizers.Adam(3e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    qat.fit(data.x_train, data.y_train, epochs=8, batch_size=32, verbose=0)
+    path = tmp_path_factory.mktemp("int4") / "low_bit.tflite"
+    result = to_tflite(qat, path, mode="qat", policy=tfmc.BitPolicy(LOW_BITS), representative_data=data.x_val)
+    with open(path, "rb") as f:
+        return data, qat, result, f.read()
+
+
+def test_conv_and_dense_trained_at_4_bits_or_fewer_are_stored_int4_on_the_qat_grid(low_bit_digits):
+    from tfmc.quant import quantized_kernel
+
+    _, qat, result, tflite_bytes = low_bit_digits
+    assert {layer.name: layer.weights for layer in result.layers} == {name: ["int4"] for name in LOW_BITS}
+    for name, ops in flatbuffer.ops_by_layer(qat, flatbuffer.weight_ops(tflite_bytes)).items():
+        ints, scale = _stored_weights(tflite_bytes, ops[0])
+        kernel = quantized_kernel(qat.get_layer("quant_" + name))
+        if name == "c2":  # the converter folds the BatchNorm into the kernel: one factor per output channel
+            gamma, _, _, variance = qat.get_layer("quant_bn").layer.get_weights()
+            kernel = kernel * gamma / np.sqrt(variance + qat.get_layer("quant_bn").layer.epsilon)
+        levels = 2 ** (LOW_BITS[name][0] - 1) - 1
+        np.testing.assert_array_equal(ints, np.rint(kernel / scale))  # the same integers ...
+        assert np.abs(ints).max() == levels  # ... on the trained grid, not a finer INT4 one
+        np.testing.assert_allclose(ints * scale, kernel, rtol=0, atol=1e-6 * np.abs(kernel).max())
+
+
+def test_the_int4_file_agrees_with_the_qat_model_on_held_out_data(low_bit_digits):
+    from tflite_bench.host import load_interpreter
+
+    from tfmc.export import check
+
+    data, qat, _, tflite_bytes = low_bit_digits
+    keras_outputs = qat.predict(data.x_test, verbose=0)
+    file_outputs = check.tflite_outputs(load_interpreter(tflite_bytes), data.x_test)
+    agreement, _, _ = check.top1_agreement(keras_outputs, file_outputs, tie_tolerance=0.0)
+    assert agreement.samples == len(data.x_test) and agreement.rate >= 0.99
+    assert np.mean(keras_outputs.argmax(-1) == data.y_test) > 0.8  # a trained model, not a tie everywhere

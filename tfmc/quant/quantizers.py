@@ -11,6 +11,7 @@ respect to its min and max (values clipped below min or above max push the
 bound out, as PACT does for its clip), as the GMPQ search's activation
 quantizer does (Wang et al., ICCV 2021, after EdMIPS / PACT).
 """
+from tensorflow_model_optimization.python.core.keras import compat as tf_compat
 from tensorflow_model_optimization.python.core.quantization.keras.default_8bit.default_8bit_quantizers import (
     Default8BitConvWeightsQuantizer,
 )
@@ -129,17 +130,78 @@ def _check_bits(num_bits):
         raise ValueError(f"num_bits must be an integer in 2..16, got {num_bits!r}")
 
 
+@register
+class StoredGridWeightsQuantizer(quantizers.LastValueQuantizer):
+    """tfmot's symmetric last-value weight quantizer below 8 bits, in a form the TFLite converter stores exactly.
+
+    The converter stores a fake-quantized weight of 4 bits or fewer as INT4
+    and one of 5-7 bits as INT8, with the scale ``max / 7`` (``max / 127``)
+    of the fake-quant's range whatever its bit width: a 3-bit grid
+    {-3..3} x s lands on INT4 levels {-7, -5, -2, 0, 2, 5, 7} x 3s/7 and
+    the file no longer holds the trained weights. So the weights are clipped
+    to the ``num_bits`` grid's ends (+-L s, L = 2^(num_bits-1) - 1, s = max|w| / L
+    per output channel or tensor, as tfmot computes it) and fake-quantized at
+    the stored width over +-(2^(stored-1) - 1) s: the same ``num_bits`` levels,
+    on a grid the converter writes with scale s and integers in -L..L.
+
+    Args:
+      num_bits: bit width, 2..7.
+      per_axis: one range per output channel (last kernel axis) instead of per tensor.
+
+    Raises:
+      ValueError: ``num_bits`` outside 2..7.
+    """
+
+    def __init__(self, num_bits, per_axis=False, symmetric=True, narrow_range=True):
+        if isinstance(num_bits, bool) or not isinstance(num_bits, int) or not 2 <= num_bits <= 7:
+            raise ValueError(f"num_bits must be an integer in 2..7, got {num_bits!r}")
+        super().__init__(num_bits=num_bits, per_axis=per_axis, symmetric=True, narrow_range=True)
+
+    @property
+    def stored_bits(self):
+        return 4 if self.num_bits <= 4 else 8
+
+    def build(self, tensor_shape, name, layer):
+        shape = (tensor_shape[-1],) if self.per_axis else ()
+        return {
+            bound: layer.add_weight(f"{name}_{bound[:3]}", shape=shape, trainable=False,
+                                    initializer=keras.initializers.Constant(sign * 6.0))
+            for bound, sign in (("min_var", -1), ("max_var", 1))
+        }
+
+    def __call__(self, inputs, training, weights, **kwargs):
+        max_var, min_var = weights["max_var"], weights["min_var"]
+        if training:
+            axes = list(range(inputs.shape.rank - 1)) if self.per_axis else None
+            high = tf.stop_gradient(tf.reduce_max(tf.abs(inputs), axis=axes))
+            # tf_compat.assign, as tfmot's LastValueQuantize, also works in a replica context.
+            max_var = tf_compat.assign(max_var, high)
+            min_var = tf_compat.assign(min_var, -high)
+        scale = max_var / (2 ** (self.num_bits - 1) - 1)
+        levels = scale * (2 ** (self.num_bits - 1) - 1)
+        stored = scale * (2 ** (self.stored_bits - 1) - 1)
+        clipped = tf.clip_by_value(inputs, -levels, levels)
+        fake_quant = (tf.quantization.fake_quant_with_min_max_vars_per_channel if self.per_axis
+                      else tf.quantization.fake_quant_with_min_max_vars)
+        return fake_quant(clipped, -stored, stored, num_bits=self.stored_bits, narrow_range=True)
+
+
 def weight_quantizer(num_bits, per_axis):
-    """The weight quantizer of tfmot's 8-bit scheme, at ``num_bits``.
+    """The weight quantizer of tfmot's 8-bit scheme at ``num_bits``: symmetric, narrow range, last value.
+
+    Below 8 bits it is StoredGridWeightsQuantizer, whose grid the TFLite
+    converter writes exactly (INT4 at 4 bits or fewer, INT8 at 5-7).
 
     Args:
       num_bits: bit width, 2..16.
       per_axis: one range per output channel (tfmot's Conv2D / DepthwiseConv2D
         quantizer) instead of one per tensor (its Dense quantizer).
     """
+    _check_bits(num_bits)
+    if num_bits < 8:
+        return StoredGridWeightsQuantizer(num_bits, per_axis)
     if per_axis:
         return ConvWeightsQuantizer(num_bits)
-    _check_bits(num_bits)
     return quantizers.LastValueQuantizer(num_bits=num_bits, per_axis=False, symmetric=True, narrow_range=True)
 
 
