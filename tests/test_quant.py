@@ -264,3 +264,18 @@ def test_qat_at_8_bits_trains_under_two_replicas_like_tfmots(mirrored):
         np.testing.assert_array_equal(copies[0], copies[1])
     ours, theirs = trained["tfmc"][0], trained["tfmot"][0]
     assert [layer.name for layer in ours.layers[2:]] == [layer.name for layer in theirs.layers[2:]]  # after the input and its QuantizeLayer
+
+
+def test_weights_below_8_bits_sit_on_their_grid_inside_the_stored_width():
+    from tfmc.quant import StoredGridWeightsQuantizer
+
+    quantizer = StoredGridWeightsQuantizer(3)
+    holder = keras.layers.Layer()
+    variables = quantizer.build((4,), "w", holder)
+    w = tf.constant([-0.9, -0.1, 0.2, 0.62])
+    # 3 bits: levels -3..3 x 0.3 (max |w| / 3), as tfmot's symmetric narrow range
+    np.testing.assert_allclose(quantizer(w, True, variables).numpy(), [-0.9, 0.0, 0.3, 0.6], atol=1e-6)
+    # stored as a 4-bit fake-quant over +-7 steps of 0.3; the variable keeps tfmot's range, max |w|
+    assert (quantizer.stored_bits, float(variables["max_var"].numpy())) == (4, pytest.approx(0.9))
+    with pytest.raises(ValueError, match="num_bits must be an integer in 2..7, got 8"):
+        StoredGridWeightsQuantizer(8)
