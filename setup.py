@@ -6,6 +6,7 @@ setup(
     version="0.1.0",
     description="Keras model compression for mobile: AMC channel pruning, GMPQ mixed precision, TFLite export and timing",
     packages=find_packages(include=["tfmc", "tfmc.*", "tflite_bench", "tflite_bench.*"]),
+    py_modules=["tfmc_console"],
     python_requires=">=3.10",
     install_requires=[
         "tensorflow==2.21.0",
@@ -26,7 +27,7 @@ setup(
     ],
     entry_points={
         "console_scripts": [
-            "tfmc=tfmc.cli:main",
+            "tfmc=tfmc_console:console_main",
             "tflite-bench=tflite_bench.cli:main",
         ]
     },

@@ -15,7 +15,6 @@ import argparse
 import copy
 import hashlib
 import json
-import math
 import os
 import platform
 import sys
@@ -27,6 +26,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tfmc  # noqa: E402  must precede tensorflow
 from tfmc import io, models, train  # noqa: E402
 from tfmc import data as data_lib  # noqa: E402
+from harness import accuracy_standard_error  # noqa: E402
 
 CACHE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".cache")
 
@@ -162,7 +162,7 @@ def reference_model(name, *, data_dir=None, cache_dir=None, recipe=None, verbose
         "recipe": recipe,
         "cache_key": key,
         "test_accuracy": accuracy,
-        "test_standard_error": math.sqrt(accuracy * (1 - accuracy) / len(y_test)),
+        "test_standard_error": accuracy_standard_error(accuracy, len(y_test)),
         "test_images": len(y_test),
         "val_accuracy": train.accuracy(model, dataset.x_val, dataset.y_val),
         "train_images": len(y_train),

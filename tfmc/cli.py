@@ -68,6 +68,8 @@ def check_numbers(args, **rules):
 
 def build_parser():
     parser = argparse.ArgumentParser(prog="tfmc", description="Compress tf_keras models for mobile: prune, quantize, export.")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show TensorFlow's own log lines (hidden by default)")
     sub = parser.add_subparsers(dest="command", required=True)
     for name in _COMMANDS:
         try:
