@@ -17,7 +17,7 @@ demo: $(STAMP) datasets
 	$(VENV)/bin/tfmc demo --out demo_out $(DEMO_ARGS)
 
 test: $(STAMP) browser datasets
-	$(PY) -m pytest -q tests $(TEST_ARGS)
+	$(PY) -m pytest -q -n 2 --dist loadfile tests $(TEST_ARGS)
 
 # The report test opens report.html in a real headless Chromium (Debian's package).
 browser:

@@ -9,7 +9,7 @@ from tfmc import cli
 from tfmc._keras import keras
 from tfmc.pipeline import DemoConfig, run_demo
 
-TINY = DemoConfig(train_epochs=2, amc_warmup=2, amc_episodes=1, calib_images=64, finetune_epochs=1,
+TINY = DemoConfig(image_size=16, train_epochs=2, amc_warmup=2, amc_episodes=1, calib_images=64, finetune_epochs=1,
                   gmpq_epochs=1, qat_epochs=1, bench_rounds=1, bench_runs=3)
 
 
