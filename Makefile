@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test browser datasets clean-venv
+.PHONY: demo test test-fast browser datasets clean-venv
 
 $(STAMP): requirements.txt setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,10 @@ demo: $(STAMP) datasets
 
 test: $(STAMP) browser datasets
 	$(PY) -m pytest -q -n 2 --dist loadfile tests $(TEST_ARGS)
+
+# The unit loop: everything but the end-to-end files (tests/conftest.py END_TO_END).
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -n 2 --dist loadfile -m "not slow" tests $(TEST_ARGS)
 
 # The report test opens report.html in a real headless Chromium (Debian's package).
 browser:

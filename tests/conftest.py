@@ -27,3 +27,22 @@ def mirrored():
     strategy = tf.distribute.MirroredStrategy(cpus[:2])
     assert strategy.num_replicas_in_sync == 2
     return strategy
+
+
+# Test files that run whole trainings, searches, conversions or the demo. `make test` runs everything;
+# `make test-fast` (the unit loop) leaves these out.
+END_TO_END = {
+    "test_amc.py", "test_amc_cli.py", "test_cli_quiet.py", "test_examples.py", "test_export.py", "test_gmpq.py",
+    "test_gradual_prune.py", "test_models.py", "test_pipeline.py", "test_quant.py", "test_quant_cli.py",
+    "test_quant_tflite.py", "test_real_data.py",
+}
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: end-to-end test file (left out by make test-fast)")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.name in END_TO_END:
+            item.add_marker(pytest.mark.slow)
