@@ -7,6 +7,7 @@ target keep ratio) to the keep ratio in force, so one schedule serves every
 group of a model. Schedules round-trip through get_config / from_config
 and are registered, so a masked model saves and loads with its schedule.
 """
+import abc
 import numbers
 
 from tfmc._keras import keras, register
@@ -21,7 +22,7 @@ def _check_step(owner, what, value, allow_never=False):
     return int(value)
 
 
-class KeepRatioSchedule:
+class KeepRatioSchedule(abc.ABC):
     """Base of the schedules: the keep ratio in force at a step, and the steps at which masks are re-selected.
 
     Masks are re-selected inside [begin_step, end_step] (end_step -1: no end)
@@ -37,9 +38,9 @@ class KeepRatioSchedule:
             raise UsageError(f"{name}: the schedule ends (end_step={self.end_step}) before it begins "
                              f"(begin_step={self.begin_step})")
 
+    @abc.abstractmethod
     def keep_ratio(self, step, target):
         """The keep ratio in force at ``step`` for a group whose final keep ratio is ``target``."""
-        raise NotImplementedError
 
     def updates_at(self, step, every=1):
         """Whether masks are re-selected at ``step`` when the callback updates every ``every`` steps."""
