@@ -10,6 +10,13 @@ def _bn(name):
     return L.BatchNormalization(momentum=0.9, name=name)
 
 
+def _stem(inputs, filters, strides=1, max_value=6.0):
+    """The first layers: a 3x3 convolution, BatchNorm and ReLU (capped at ``max_value``; None: uncapped)."""
+    x = L.Conv2D(filters, 3, strides=strides, padding="same", use_bias=False, name="stem")(inputs)
+    x = _bn("stem_bn")(x)
+    return L.ReLU(max_value, name="stem_relu")(x)
+
+
 def _inverted_residual(x, expand, out_channels, stride, name):
     """MobileNetV2's block: 1x1 expand, 3x3 depthwise, 1x1 project, Add when shapes match."""
     in_channels = x.shape[-1]
@@ -39,9 +46,7 @@ def digits_cnn(input_shape=(32, 32, 3), classes=10, seed=0):
     """
     keras.utils.set_random_seed(seed)
     inp = keras.Input(input_shape, name="image")
-    x = L.Conv2D(32, 3, strides=2, padding="same", use_bias=False, name="stem")(inp)
-    x = _bn("stem_bn")(x)
-    x = L.ReLU(6.0, name="stem_relu")(x)
+    x = _stem(inp, 32, strides=2)
     x = _inverted_residual(x, 64, 32, 1, "block1")
     x = _inverted_residual(x, 96, 48, 2, "block2")
     x = _inverted_residual(x, 144, 48, 1, "block3")
@@ -79,9 +84,7 @@ def mobilenet_v2_small(input_shape=(28, 28, 1), classes=10, seed=0):
     """
     keras.utils.set_random_seed(seed)
     inp = keras.Input(input_shape, name="image")
-    x = L.Conv2D(16, 3, padding="same", use_bias=False, name="stem")(inp)
-    x = _bn("stem_bn")(x)
-    x = L.ReLU(6.0, name="stem_relu")(x)
+    x = _stem(inp, 16)
     # (expand, out_channels, stride) per block, as MobileNetV2's table with
     # the widths cut for 10 classes of 28-pixel images; the 28-pixel stage is
     # kept narrow because its large maps dominate the training time on a CPU.
@@ -137,9 +140,7 @@ def resnet_small(input_shape=(28, 28, 1), classes=10, widths=(24, 48, 96), block
     """
     keras.utils.set_random_seed(seed)
     inp = keras.Input(input_shape, name="image")
-    x = L.Conv2D(widths[0], 3, padding="same", use_bias=False, name="stem")(inp)
-    x = _bn("stem_bn")(x)
-    x = L.ReLU(name="stem_relu")(x)
+    x = _stem(inp, widths[0], max_value=None)
     for stage, width in enumerate(widths, start=1):
         for block in range(1, blocks_per_stage + 1):
             stride = 2 if stage > 1 and block == 1 else 1
