@@ -50,13 +50,6 @@ class DemoData:
     config: DemoConfig
     quick: DemoConfig
 
-    def load(self, name, config, seed, data_dir):
-        from tfmc import data
-
-        if name == "digits":  # the digits are 8x8: upsampled to the config's size
-            return data.digits(size=config.image_size, seed=seed)
-        return data.load(name, seed=seed, data_dir=data_dir)
-
 
 # The datasets ``tfmc demo --data`` accepts.
 DEMO_DATA = {
@@ -190,7 +183,7 @@ def run_demo(out_dir="demo_out", *, data="digits", data_dir=None, quick=False, c
     try:
         described = setup.describe.format(size=config.image_size)
         progress.step(f"data: {described}")
-        dataset = setup.load(data, config, seed, data_dir)
+        dataset = tfmc.data.load(data, image_size=config.image_size, seed=seed, data_dir=data_dir)
         x_calib = dataset.x_train[: config.calib_images]
         x_fit, y_fit = dataset.x_train[: config.train_images], dataset.y_train[: config.train_images]
         reward = dataset.x_val[: config.reward_images], dataset.y_val[: config.reward_images]
