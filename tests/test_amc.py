@@ -330,12 +330,12 @@ sys.path.insert(0, {tests!r})
 import time
 import tfmc, numpy as np, tiny_models
 from tfmc import amc
-searching = sys.modules["tfmc.amc.search"]
-checkpoint = searching._Outputs.checkpoint
+from tfmc.runs import RunFolder
+checkpoint = RunFolder.checkpoint
 def slow_checkpoint(*args, **kwargs):  # leaves the test time to see each count before the run can finish
     checkpoint(*args, **kwargs)
     time.sleep(0.3)
-searching._Outputs.checkpoint = slow_checkpoint
+RunFolder.checkpoint = slow_checkpoint
 x = tiny_models.images(48, seed=3)
 amc.search(tiny_models.residual_cnn(), (x, np.arange(48) % 10), target_macs=0.5,
            calib_data=tiny_models.images(32, seed=5), out_dir={out!r}, seed=7, episodes=4, warmup=2, progress=False)

@@ -1,4 +1,4 @@
-"""Figures of an AMC search: keep ratio per group of the best policy, reward per episode."""
+"""Figures of an AMC search: keep ratio per group of the best policy (the run folder plots the journal)."""
 from tfmc import report
 
 
@@ -19,17 +19,3 @@ def plot_keep_ratios(policy, path):
     return report.plot_bars(path, labels, [policy.keep_ratios[n] for n in names],
                             "AMC: keep ratio per channel group (kept/all channels)", "keep ratio")
 
-
-def plot_rewards(history, path):
-    """Reward per episode and the best reward so far (warm-up included).
-
-    Args:
-      history: ``SearchResult.history``.
-      path: the PNG to write (atomically).
-
-    Returns:
-      path.
-    """
-    episodes = [row["episode"] for row in history]
-    rewards = {"reward": [row["reward"] for row in history], "best so far": [row["best_reward"] for row in history]}
-    return report.plot_series(path, episodes, rewards, "AMC search", "episode", "reward")

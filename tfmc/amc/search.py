@@ -1,31 +1,25 @@
 """The AMC search loop: episodes, rewards, checkpoints, history, progress and the result."""
-import csv
 import dataclasses
-import hashlib
-import io as text_io
-import json
 import math
 import os
-import shutil
 import sys
 import time
 import warnings
 
 import numpy as np
 
-from tfmc import io as tfmc_io
-from tfmc._keras import require_graph_model, tf
+from tfmc._keras import require_graph_model
 from tfmc.amc.agent import AgentConfig, AmcAgent
 from tfmc.amc.budget import CostModel, make_budget
 from tfmc.amc.env import PruningEnv, no_prunable_message
 from tfmc.amc.masked import MaskedModel
 from tfmc.data import as_arrays, check_finite, check_labels
-from tfmc.errors import BudgetError, DataError, OutputError, PolicyError, UsageError
+from tfmc.errors import BudgetError, DataError, PolicyError, UsageError
 from tfmc.graph import ChannelGraph
 from tfmc.policy import PrunePolicy, kept_channels
+from tfmc.runs import RunFolder, digest
 
 REWARDS = ("acc", "acc_flops", "acc_params")
-_POINTER = "checkpoint.json"
 _FORMAT = "tfmc.amc.search/2"  # 2: history in history.jsonl, agent as one .npy
 _CSV_EVERY = 10  # history.csv is rewritten every this many episodes and when a call returns
 
@@ -75,15 +69,6 @@ HISTORY_COLUMNS = ("episode", "phase", "reward", "accuracy", "macs", "params", "
                    "baseline", "loss", "best_reward", "reward_was_nan", "evaluated", "seconds")
 
 
-def _digest(*arrays):
-    h = hashlib.sha256()
-    for a in arrays:
-        a = np.ascontiguousarray(a)
-        h.update(str(a.shape).encode())
-        h.update(a.tobytes())
-    return h.hexdigest()[:16]
-
-
 def _reward_name(reward):
     if callable(reward):
         return f"callable:{getattr(reward, '__module__', '')}.{getattr(reward, '__qualname__', type(reward).__name__)}"
@@ -119,86 +104,6 @@ def _target(target_macs, target_params, target_latency_ms, latency_table):
         raise BudgetError("target_latency_ms needs latency_table: a tflite_bench LatencyTable or a function "
                          "(layer name, in_channels, out_channels) -> ms")
     return metric, value
-
-
-class _Outputs:
-    """The output folder: checkpoints, history CSV, TensorBoard scalars, best policy, plots."""
-
-    def __init__(self, out_dir):
-        self.dir = os.fspath(out_dir)
-        os.makedirs(self.dir, exist_ok=True)
-        self.pointer = os.path.join(self.dir, _POINTER)
-        self._writer = None
-
-    def read_pointer(self):
-        if not os.path.exists(self.pointer):
-            return None
-        with open(self.pointer, encoding="utf-8") as f:
-            return json.load(f)
-
-    def scalars(self, episode, values):
-        if self._writer is None:
-            self._writer = tf.summary.create_file_writer(os.path.join(self.dir, "tensorboard"))
-        with self._writer.as_default():
-            for name, value in values.items():
-                tf.summary.scalar(name, value, step=episode)
-        self._writer.flush()
-
-    def checkpoint(self, agent, state, fingerprint):
-        """Write the checkpoint for ``state['episodes_done']``, then point at it; a kill at any moment leaves one."""
-        name = f"ckpt-{state['episodes_done']:06d}"
-        final = os.path.join(self.dir, name)
-        tmp = final + ".tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        os.makedirs(tmp)
-        state = dict(state, agent=agent.save(tmp))
-        tfmc_io.write_json(os.path.join(tmp, "state.json"), state)
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
-        tfmc_io.write_json(self.pointer, {"format": _FORMAT, "latest": name, "episodes_done": state["episodes_done"],
-                                          "fingerprint": fingerprint})
-        for entry in os.listdir(self.dir):
-            if entry.startswith("ckpt-") and entry != name:
-                shutil.rmtree(os.path.join(self.dir, entry), ignore_errors=True)
-
-    def load(self, pointer):
-        directory = os.path.join(self.dir, pointer["latest"])
-        with open(os.path.join(directory, "state.json"), encoding="utf-8") as f:
-            state = json.load(f)
-        done = state["episodes_done"]
-        with open(self.journal, encoding="utf-8") as f:
-            history = [json.loads(line) for line, _ in zip(f, range(done))]
-        if len(history) != done:
-            raise OutputError(f"{self.journal} holds {len(history)} episodes but the checkpoint has {done}; "
-                             "the search folder is damaged")
-        # a run killed between its append and its checkpoint left one more line: drop it
-        tfmc_io.write_text(self.journal, "".join(json.dumps(row) + "\n" for row in history))
-        return directory, state, history
-
-    @property
-    def journal(self):
-        return os.path.join(self.dir, "history.jsonl")
-
-    def append_history(self, row):
-        """Add one episode to the journal (appended, so the cost does not grow with the episode count).
-
-        The checkpoint written after it says how many lines count; ``load``
-        drops a line a killed run appended without its checkpoint.
-        """
-        with open(self.journal, "a", encoding="utf-8") as f:
-            f.write(json.dumps(row) + "\n")
-
-    def history_csv(self, history, groups):
-        columns = list(HISTORY_COLUMNS) + [f"keep:{g}" for g in groups] + [f"channels:{g}" for g in groups]
-        buffer = text_io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
-        writer.writeheader()
-        for row in history:
-            flat = {k: row[k] for k in HISTORY_COLUMNS}
-            flat.update({f"keep:{g}": row["keep"][g] for g in groups})
-            flat.update({f"channels:{g}": row["channels"][g] for g in groups})
-            writer.writerow(flat)
-        tfmc_io.write_text(os.path.join(self.dir, "history.csv"), buffer.getvalue())
 
 
 def _policy(groups, counts, round_to, metadata):
@@ -309,30 +214,21 @@ def search(model, val_data, *, target_macs=None, target_params=None, target_late
     if calib is not None:
         check_finite(None, "calib_data", calib)
     fingerprint = {
-        "model": model.name, "weights": _digest(*model.get_weights()),
+        "model": model.name, "weights": digest(*model.get_weights()),
         "groups": [[g.name, g.channels] for g in groups],
         "budget": {"metric": metric, "target": float(target)}, "lbound": float(lbound), "round_to": int(round_to),
-        "reward": reward_name, "reward_set": _digest(x_val, y_val),
-        "calibration": None if calib is None else _digest(calib), "seed": int(seed), "warmup": int(warmup),
+        "reward": reward_name, "reward_set": digest(x_val, y_val),
+        "calibration": None if calib is None else digest(calib), "seed": int(seed), "warmup": int(warmup),
         "fill_budget": fill_budget,
         "agent": config.as_dict(),
     }
     if metric == "latency":
         fingerprint["latency_full_ms"] = round(float(budget.full), 9)
-    outputs = _Outputs(out_dir) if out_dir is not None else None
-    pointer = outputs.read_pointer() if outputs else None
-    if pointer is not None:
-        if not resume:
-            raise OutputError(f"{outputs.dir} already holds an AMC search ({pointer['episodes_done']} episodes done); "
-                             "resume it (resume=True, --resume) or choose another folder")
-        if pointer.get("format") != _FORMAT:
-            raise OutputError(f"{outputs.dir} holds an AMC search written in format {pointer.get('format')!r} "
-                             f"(this tfmc writes {_FORMAT!r}); it cannot be resumed: choose another folder")
-        stored = _with_later_defaults(pointer["fingerprint"])
-        differs = sorted(k for k in set(fingerprint) | set(stored) if fingerprint.get(k) != stored.get(k))
-        if differs:
-            raise OutputError(f"{outputs.dir} holds a different AMC search (it differs in: {', '.join(differs)}); "
-                             "refusing to resume it")
+    run = None
+    if out_dir is not None:
+        run = RunFolder(out_dir, kind="AMC search", format=_FORMAT, fingerprint=fingerprint,
+                        upgrade=_with_later_defaults)
+    resumed = run.open(resume) if run else None
 
     masked = MaskedModel(model, analysis, calib)  # the sampling seed of tfmc.prune: the reward is its model's
     plain_eval_seconds = _second_call_seconds(masked.predict, x_val)
@@ -380,15 +276,12 @@ def search(model, val_data, *, target_macs=None, target_params=None, target_late
                      fill_budget=fill_budget)
     agent = AmcAgent(env.observation_spec(), env.action_spec(), config, seed=seed)
     history, best = [], None
-    if pointer is not None:
-        directory, state, history = outputs.load(pointer)
-        agent.restore(directory, state["agent"])
-        best = state["best"]
+    if resumed is not None:
+        agent.restore(resumed.directory, resumed.state["agent"])
+        best, history = resumed.state["best"], resumed.history
         if not callable(reward):  # a resumed search knows the policies the first run scored
             for row in history:
                 memo[_policy_key(row["channels"])] = row["reward"], row["accuracy"], row["macs"], row["params"]
-    elif outputs and os.path.exists(outputs.journal):
-        os.remove(outputs.journal)  # left by a run killed before its first checkpoint
 
     total = warmup + episodes
     bar = _progress(total, len(history), progress)
@@ -425,19 +318,21 @@ def search(model, val_data, *, target_macs=None, target_params=None, target_late
         row["seconds"] = time.perf_counter() - started
         history.append(row)
         ran += 1
-        if outputs:
-            outputs.scalars(episode + 1, {"reward": value, "accuracy": accuracy, "best_reward": best["reward"],
-                                          "cost_fraction": row["cost_fraction"]})
-            outputs.append_history(row)
-            outputs.checkpoint(agent, {"episodes_done": len(history), "best": best}, fingerprint)
-            if len(history) % _CSV_EVERY == 0:
-                outputs.history_csv(history, names)
+        if run:
+            run.scalars(episode + 1, {"reward": value, "accuracy": accuracy, "best_reward": best["reward"],
+                                      "cost_fraction": row["cost_fraction"]})
+            run.append(row)
+            done = len(history)
+            run.checkpoint(done, lambda directory: {"episodes_done": done, "best": best,
+                                                    "agent": agent.save(directory)})
+            if done % _CSV_EVERY == 0:
+                _history_csv(run, history, names)
         bar.update(1)
         bar.set_postfix(reward=f"{value:.4f}", best=f"{best['reward']:.4f}")
     bar.close()
     masked.restore()
-    if outputs:
-        outputs.history_csv(history, names)
+    if run:
+        _history_csv(run, history, names)
 
     policy = _policy(groups, best["counts"], round_to, {
         "method": "amc", "budget": {"metric": metric, "target": float(target), "limit": float(budget.limit),
@@ -451,14 +346,15 @@ def search(model, val_data, *, target_macs=None, target_params=None, target_late
         policy=policy, history=history, best_reward=best["reward"], best_accuracy=best["accuracy"],
         best_episode=best["episode"], budget=budget, episodes_done=len(history), complete=len(history) >= total,
         plain_eval_seconds=plain_eval_seconds, plain_calibration_seconds=plain_calibration_seconds,
-        out_dir=outputs.dir if outputs else None,
+        out_dir=run.dir if run else None,
     )
-    if outputs:
+    if run:
         from tfmc.amc import plots
 
-        policy.to_json(os.path.join(outputs.dir, "best_policy.json"))
-        plots.plot_keep_ratios(policy, os.path.join(outputs.dir, "keep_ratios.png"))
-        plots.plot_rewards(history, os.path.join(outputs.dir, "rewards.png"))
+        policy.to_json(run.path("best_policy.json"))
+        plots.plot_keep_ratios(policy, run.path("keep_ratios.png"))
+        run.plot("rewards.png", history, "episode", {"reward": "reward", "best so far": "best_reward"}, "AMC search",
+                 "reward")
     return result
 
 
@@ -469,6 +365,18 @@ def _with_later_defaults(fingerprint):
     if isinstance(fingerprint.get("agent"), dict):
         fingerprint["agent"] = {**AgentConfig().as_dict(), **fingerprint["agent"]}
     return fingerprint
+
+
+def _history_csv(run, history, groups):
+    """history.csv: the journal's columns, then the keep ratio and the kept channels of every group."""
+    columns = list(HISTORY_COLUMNS) + [f"keep:{g}" for g in groups] + [f"channels:{g}" for g in groups]
+    rows = []
+    for row in history:
+        flat = {k: row[k] for k in HISTORY_COLUMNS}
+        flat.update({f"keep:{g}": row["keep"][g] for g in groups})
+        flat.update({f"channels:{g}": row["channels"][g] for g in groups})
+        rows.append(flat)
+    run.write_csv(rows, columns)
 
 
 def _policy_key(counts):
