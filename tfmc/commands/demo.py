@@ -2,6 +2,7 @@
 
 
 def register(sub):
+    from tfmc import data
     from tfmc.pipeline import DEMO_DATA
 
     p = sub.add_parser(
@@ -11,9 +12,8 @@ def register(sub):
                     "--data fashion_mnist on Fashion-MNIST with the MobileNetV2-style reference model, and writes "
                     "report.html / report.md with the .tflite files into --out.",
     )
-    p.add_argument("--data", default="digits", choices=list(DEMO_DATA),
-                   help="digits (default, about 2 minutes on 2 cores) or fashion_mnist (about 40 minutes)")
-    p.add_argument("--data-dir", help="where the Fashion-MNIST IDX files are (default: Debian's location)")
+    data.add_data_arguments(p, "the dataset (digits: about 2 minutes on 2 cores; fashion_mnist: about 40)",
+                            default="digits", choices=list(DEMO_DATA))
     p.add_argument("--quick", action="store_true", help="short run (digits: about 3 minutes on 2 cores; fashion_mnist: about 5)")
     p.add_argument("--out", default="demo_out", help="output folder (default demo_out)")
     p.add_argument("--seed", type=int, default=0)

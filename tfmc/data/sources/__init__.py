@@ -1,0 +1,1 @@
+"""Data sources, one module each; the named ones are registered in ``tfmc.data.specs.NAMED``."""
