@@ -12,6 +12,7 @@ so the cost is one convolution (or matmul) per layer whatever the number of
 candidates. Rounding passes gradients straight through.
 """
 from tfmc._keras import keras, register, tf
+from tfmc.bops import FLOAT_BITS
 from tfmc.errors import UsageError
 
 L = keras.layers
@@ -27,7 +28,10 @@ def quantize_weights(kernel, bits, per_axis):
 
     The clip threshold is the largest magnitude (per output channel, the last
     axis, when ``per_axis``), so ``bits`` give 2^(bits-1)-1 levels each side of 0.
+    FLOAT_BITS (32) is the float candidate: the kernel as it is.
     """
+    if bits == FLOAT_BITS:
+        return kernel
     axes = list(range(kernel.shape.rank - 1)) if per_axis else None
     threshold = tf.stop_gradient(tf.reduce_max(tf.abs(kernel), axis=axes, keepdims=per_axis))
     scale = tf.maximum(threshold, 1e-8) / float(2 ** (bits - 1) - 1)
@@ -40,7 +44,10 @@ def quantize_activations(x, bits, clip, signed):
     Unsigned: clip to [0, clip], 2^bits levels. Signed (inputs that can be
     negative): clip to [-clip, clip], 2^(bits-1)-1 levels each side. The clip
     gets a gradient from the values it cuts (PACT) and from the step size.
+    FLOAT_BITS (32) is the float candidate: ``x`` as it is.
     """
+    if bits == FLOAT_BITS:
+        return x
     if signed:
         clipped = tf.minimum(tf.maximum(x, -clip), clip)
         levels = float(2 ** (bits - 1) - 1)
@@ -53,8 +60,8 @@ def quantize_activations(x, bits, clip, signed):
 
 def _check_candidates(what, bits):
     bits = tuple(int(b) for b in bits)
-    if not bits or any(not 2 <= b <= 16 for b in bits) or list(bits) != sorted(set(bits)):
-        raise UsageError(f"{what} must be distinct increasing bit widths in 2..16, got {bits}")
+    if not bits or any(not (2 <= b <= 16 or b == FLOAT_BITS) for b in bits) or list(bits) != sorted(set(bits)):
+        raise UsageError(f"{what} must be distinct increasing bit widths in 2..16 (or {FLOAT_BITS}: float), got {bits}")
     return bits
 
 

@@ -6,7 +6,8 @@ Conv2D / DepthwiseConv2D / Dense layers hold logits over candidate bit widths
 (tfmc.gmpq.layers); weights and logits step together (single-level, one
 backward pass). The float model is the frozen teacher whose Grad-CAM maps the
 supernet imitates. The policy is the per-layer argmax of the logits, repaired
-greedily until it fits the user's BOPs budget.
+greedily until it fits the user's budget: BOPs, or bytes / milliseconds read
+from a precision table measured on the target (tfmc.gmpq.costs).
 """
 import dataclasses
 import math
@@ -30,6 +31,13 @@ from tfmc.train import make_strategy, outputs_probabilities
 
 # Pixels of random shift for image search data: the authors' CIFAR-10 search crops with padding 4.
 DEFAULT_SHIFT = 4
+# Spaces in which the first and last searched layers may also stay float (weights FLOAT_BITS). Only the
+# ends: the TFLite converter makes a float layer between two int8 ones int8 (tfmc.quantize), while a float
+# layer at an end of the quantized region stays float with one QUANTIZE / DEQUANTIZE at the boundary.
+FLOAT_ENDS = ("litert",)
+FLOAT_BITS = bops_lib.FLOAT_BITS
+# What a budget is counted in: BOPs from MACs, or a precision table's measured bytes / milliseconds.
+MEASURES = ("bops", "bytes", "ms")
 
 
 @dataclasses.dataclass
@@ -42,13 +50,50 @@ class Budget:
     int8_bops: int  # every layer that can hold bits at 8/8, the rest float
     min_bops: int  # every searched layer at its smallest candidates, the rest float
     max_bops: int  # every searched layer at its largest candidates, the rest float
+    measure: str = "bops"  # what ``cost`` counts: "bops", or "bytes" / "ms" from ``table``
+    table: object = None  # a tfmc.gmpq.costs.PrecisionTable (measures bytes and ms)
+    notes: list = dataclasses.field(default_factory=list)  # candidates rounded to what the target runs
 
     def bops(self, policy):
         return bops_lib.bops_of(self.macs, policy)
 
+    def layer_cost(self, name, weight_bits, activation_bits):
+        """Cost of layer ``name`` at these bits in the budget's measure (weight FLOAT_BITS: float)."""
+        if self.measure == "bops":
+            if weight_bits == FLOAT_BITS:
+                return float(self.macs[name] * FLOAT_BITS * FLOAT_BITS)
+            return float(self.macs[name] * weight_bits * activation_bits)
+        return self.table.layer_cost(self.measure, name, weight_bits)
 
-def space_budget(model, space=DEFAULT_SPACE, fixed_bits=None):
+    def cost(self, policy):
+        """Cost of a BitPolicy (layers it leaves out are float) in the budget's measure."""
+        if self.measure == "bops":
+            return float(self.bops(policy))
+        return self.table.cost(self.measure, {name: bits.weight_bits for name, bits in policy.items()})
+
+    def _extreme(self, pick):
+        rest = self.cost(BitPolicy({})) - sum(self.layer_cost(n, FLOAT_BITS, FLOAT_BITS) for n in self.candidates)
+        return rest + sum(pick(self.layer_cost(n, w, a) for w in ws for a in acts)
+                          for n, (ws, acts) in self.candidates.items())
+
+    @property
+    def min_cost(self):
+        """The smallest cost any policy of the candidates reaches."""
+        return self._extreme(min)
+
+    @property
+    def int8_cost(self):
+        """The cost with every layer of the space at 8 / 8 (the rest float)."""
+        return self.cost(BitPolicy({n: (8, 8) for n in self.candidates}))
+
+
+def space_budget(model, space=DEFAULT_SPACE, fixed_bits=None, measure="bops", table=None):
     """The Budget of ``model`` in ``space`` (see Budget).
+
+    In the spaces of FLOAT_ENDS the first and last searched layers may also
+    stay float (weight candidate FLOAT_BITS). With a precision ``table``
+    (measures "bytes" and "ms") every candidate is rounded to what LiteRT
+    stores on the target (``round_to_table``), and ``notes`` say where.
 
     Args:
       model: the float model.
@@ -57,12 +102,19 @@ def space_budget(model, space=DEFAULT_SPACE, fixed_bits=None):
         layers of the space held at those bits instead of searched (their one
         candidate each); e.g. the stem and the classifier at 8 bits, as the
         GMPQ authors keep them at high precision.
+      measure: one of MEASURES; "bytes" and "ms" need ``table``.
+      table: a tfmc.gmpq.costs.PrecisionTable measured on the target.
 
     Raises:
       ValueError: unknown space, no layer of the model can be searched, or a
-        fixed layer that the space does not search (or bits outside 2..16).
+        fixed layer that the space does not search (or bits outside 2..16),
+        or a measure without its table.
     """
     check_space(space)
+    if measure not in MEASURES:
+        raise UsageError(f"measure must be one of {MEASURES}, got {measure!r}")
+    if (measure == "bops") != (table is None):
+        raise UsageError(f"measure {measure!r} {'needs' if table is None else 'takes no'} precision table")
     macs = cost.macs_by_layer(model)
     candidates = {}
     for layer in model.layers:
@@ -76,12 +128,61 @@ def space_budget(model, space=DEFAULT_SPACE, fixed_bits=None):
     if unknown:
         raise PolicyError(f"fixed_bits names layers that space {space!r} does not search in model {model.name!r}: "
                          f"{unknown}; searched layers: {list(candidates)}")
+    if space in FLOAT_ENDS:
+        for name in {next(iter(candidates)), list(candidates)[-1]} - set(fixed):
+            candidates[name] = (candidates[name][0] + (FLOAT_BITS,), candidates[name][1])
     for name in fixed:
         candidates[name] = ((fixed[name].weight_bits,), (fixed[name].activation_bits,))
-    pick = lambda index: BitPolicy({n: (w[index], a[index]) for n, (w, a) in candidates.items()})  # noqa: E731
+    notes = []
+    if table is not None:
+        candidates, notes = round_to_table(candidates, table)
+    pick = lambda index: BitPolicy({n: (w[index], a[index]) for n, (w, a) in candidates.items()  # noqa: E731
+                                    if w[index] != FLOAT_BITS})
     int8 = bops_lib.uniform_policy(model, 8, 8)
     return Budget(space, macs, candidates, bops_lib.bops_of(macs, int8), bops_lib.bops_of(macs, pick(0)),
-                  bops_lib.bops_of(macs, pick(-1)))
+                  bops_lib.bops_of(macs, pick(-1)), measure, table, notes)
+
+
+def round_to_table(candidates, table):
+    """Candidates rounded to what LiteRT stores and runs fast on the table's target, with a note per change.
+
+    Activations become 8 bits (LiteRT's integer kernels take 8-bit
+    activations). A weight width becomes the width of the precision LiteRT
+    stores it in (``tfmc.gmpq.costs.precision_of``: 2-4 -> 4 where the op has
+    int4, else 8; 5-8 -> 8), and int4 becomes 8 where the table measures it
+    slower than int8 (an int4 CONV_2D runs the reference kernel) or has no
+    int4 for the layer (DEPTHWISE_CONV_2D). Float (FLOAT_BITS) stays.
+
+    Returns:
+      ({layer: (weight bits, activation bits)}, [notes]).
+    """
+    from tfmc.gmpq.costs import OPS, precision_of
+
+    rounded, notes = {}, []
+    for name, (weights, activations) in candidates.items():
+        kind = table.layers[name]["kind"] if name in table.layers else None
+        if kind is None:
+            raise UsageError(f"the precision table has no layer {name!r} (was it measured on another model?)")
+        new_weights = []
+        for bits in weights:
+            precision = precision_of(kind, bits)
+            to = {"float32": FLOAT_BITS, "int8": 8, "int4": 4}[precision]
+            why = f"{OPS[kind]} stores {bits}-bit weights as {precision}" if to != bits and bits != FLOAT_BITS else ""
+            if bits <= 4 and precision != "int4":
+                why = f"{OPS[kind]} has no int4 kernel in LiteRT"
+            if to == 4 and table.slower_than_int8(name, "int4"):
+                ms = table.layers[name]["ms"]
+                where = table.metadata.get("target", "the target")
+                to, why = 8, (f"int4 {OPS[kind]} measured slower than int8 on {where}"
+                              + (f": {ms['int4'] * 1e3:.1f} vs {ms['int8'] * 1e3:.1f} us" if "int4" in ms else ""))
+            if to != bits and bits != FLOAT_BITS:
+                notes.append(f"{name}: {bits}-bit weights -> {to} ({why})")
+            new_weights.append(to if bits != FLOAT_BITS else FLOAT_BITS)
+        if any(a != 8 for a in activations):
+            notes.append(f"{name}: activations {list(activations)} -> 8 bits (LiteRT integer kernels take 8-bit "
+                         "activations)")
+        rounded[name] = (tuple(sorted(set(new_weights))), (8,))
+    return rounded, notes
 
 
 def end_layers(model, space=DEFAULT_SPACE):
@@ -114,6 +215,36 @@ def resolve_target(target, budget):
             f"candidates of space {budget.space!r} allow"
         )
     return absolute
+
+
+def resolve_cost_target(target, budget):
+    """The budget in bytes or milliseconds, checked against what the candidates can reach.
+
+    Under a latency budget the target is at most the all-int8 latency: a
+    policy slower than uniform int8 is never the answer (float layers then
+    enter only where faster choices elsewhere pay for them).
+
+    Raises:
+      BudgetError: a target that is not positive, or below the smallest cost
+        the candidates reach (the message gives that smallest cost).
+    """
+    unit = {"bytes": "bytes", "ms": "ms"}[budget.measure]
+    what = {"bytes": "size", "ms": "latency"}[budget.measure]
+    if isinstance(target, bool) or not isinstance(target, (int, float)) or not target > 0 or math.isinf(target):
+        raise BudgetError(f"the {what} budget must be a positive number of {unit}, got {target!r}")
+    smallest, int8 = budget.min_cost, budget.int8_cost
+    show = (lambda v: f"{v:,.0f} bytes") if unit == "bytes" else (lambda v: f"{v:.4f} ms")  # noqa: E731
+    if target < smallest:
+        lowest = ("every layer at its smallest precision LiteRT runs fast (int4 only where the op has a fast "
+                  "int4 kernel, else int8)") if unit == "bytes" else "the fastest precision of each layer"
+        raise BudgetError(f"the {what} budget of {show(target)} is below the smallest achievable {show(smallest)} "
+                          f"({lowest}; all-int8: {show(int8)}), from the precision table measured on "
+                          f"{budget.table.metadata.get('target', 'the target')}")
+    if budget.measure == "ms" and target > int8:
+        budget.notes.append(f"latency budget {show(target)} capped at the all-int8 {show(int8)}: a policy slower "
+                            "than uniform int8 is never the answer")
+        return float(int8)
+    return float(target)
 
 
 def build_supernet(model, budget, calibration):
@@ -158,13 +289,15 @@ class SearchResult:
       policy: the BitPolicy (within the budget); its metadata repeats the figures below.
       history: one dict per epoch (losses, exponent p, cd, expected and argmax BOPs).
       search_seconds: wall time of the whole search (supernet, teacher maps, training, repair).
-      target_bops / achieved_bops / int8_bops / min_bops: BOPs of the budget, the policy,
-        all layers at 8/8, and the smallest candidates.
+      target_bops / achieved_bops / int8_bops / min_bops: BOPs of the budget (None under a
+        bytes or ms budget), the policy, all layers at 8/8, and the smallest candidates.
       repairs: the (layer, "weight"|"activation", from bits, to bits) steps that brought
         the argmax policy within the budget (the steps that used leftover budget are in
         ``policy.metadata["raises"]``).
       samples: how many training samples the search saw.
       supernet: the trained mixed-precision model.
+      measure / target / achieved / int8_cost: the budget's measure ("bops", "bytes", "ms"),
+        its target, the policy's cost and the all-int8 cost in it.
     """
 
     policy: BitPolicy
@@ -177,6 +310,10 @@ class SearchResult:
     repairs: list
     samples: int
     supernet: object = None
+    measure: str = "bops"  # what the budget counted: "bops", "bytes" or "ms"
+    target: float = None  # the budget in its measure (under "ms", capped at all-int8)
+    achieved: float = None  # the policy's cost in that measure
+    int8_cost: float = None  # every layer of the space at 8 / 8, in that measure
 
 
 def _as_arrays(data):
@@ -201,12 +338,12 @@ def _probabilities(layers):
 
 
 def argmax_policy(layers):
-    """The per-layer argmax of the weight and activation logits, as a BitPolicy."""
+    """The per-layer argmax of the weight and activation logits, as a BitPolicy (float choices left out)."""
     choices = {}
     for layer in layers:
         pw, pa = (p.numpy() for p in layer.bit_probabilities())
         choices[layer.name] = (layer.weight_bits[int(np.argmax(pw))], layer.activation_bits[int(np.argmax(pa))])
-    return BitPolicy(choices)
+    return _as_policy(choices)
 
 
 def _bit_moves(bits, probabilities, budget, step):
@@ -224,22 +361,29 @@ def _bit_moves(bits, probabilities, budget, step):
                 continue
             probs = probabilities[name][slot]
             margin = float(probs[index] - probs[index + step])
-            other = a if slot == 0 else w
-            delta = budget.macs[name] * (options[index + step] - options[index]) * other
+            new = [w, a]
+            new[slot] = options[index + step]
+            delta = budget.layer_cost(name, *new) - budget.layer_cost(name, w, a)
             moves.append((margin, delta, name, slot, kind, options[index + step]))
     return moves
 
 
-def _as_bits(policy):
-    return {name: [policy[name].weight_bits, policy[name].activation_bits] for name in policy}
+def _as_bits(policy, budget=None):
+    """{layer: [weight bits, activation bits]}; with ``budget``, its float-capable layers the policy leaves out are float."""
+    bits = {name: [policy[name].weight_bits, policy[name].activation_bits] for name in policy}
+    for name, (weights, activations) in (budget.candidates.items() if budget else ()):
+        if name not in bits and FLOAT_BITS in weights:
+            bits[name] = [FLOAT_BITS, activations[-1]]
+    return bits
 
 
 def _as_policy(bits):
-    return BitPolicy({n: tuple(b) for n, b in bits.items()})
+    """The BitPolicy of ``bits``; layers at FLOAT_BITS stay float, so the policy leaves them out."""
+    return BitPolicy({n: tuple(b) for n, b in bits.items() if b[0] != FLOAT_BITS})
 
 
 def repair_policy(policy, probabilities, budget, target):
-    """Lower bits until ``policy`` fits ``target`` BOPs, where the logits are least sure first.
+    """Lower bits until ``policy`` fits ``target`` (in the budget's measure), where the logits are least sure first.
 
     Each step lowers one layer's weight or activation bits to the next smaller
     candidate; the step taken is the one whose current choice has the smallest
@@ -249,11 +393,11 @@ def repair_policy(policy, probabilities, budget, target):
     Returns:
       (repaired BitPolicy, [(layer, "weight"|"activation", from bits, to bits)]).
     """
-    bits, steps = _as_bits(policy), []
-    while budget.bops(_as_policy(bits)) > target:
-        moves = _bit_moves(bits, probabilities, budget, -1)
+    bits, steps = _as_bits(policy, budget), []
+    while budget.cost(_as_policy(bits)) > target:
+        moves = [m for m in _bit_moves(bits, probabilities, budget, -1) if m[1] < 0]
         if not moves:
-            raise BudgetError(f"cannot reach {target:,} BOPs: every layer is at its smallest candidate")
+            raise BudgetError(f"cannot reach {target:,} {budget.measure}: every layer is at its smallest candidate")
         _, _, name, slot, kind, lower = min(moves)
         steps.append((name, kind, bits[name][slot], lower))
         bits[name][slot] = lower
@@ -261,7 +405,7 @@ def repair_policy(policy, probabilities, budget, target):
 
 
 def fill_policy(policy, probabilities, budget, target):
-    """Raise bits while the policy stays within ``target`` BOPs, where the logits are least sure first.
+    """Raise bits while the policy stays within ``target`` (budget's measure), where the logits are least sure first.
 
     The argmax policy can land well under the budget (the logits move the
     argmax before the soft BOPs reach the target); unused budget is accuracy
@@ -272,8 +416,8 @@ def fill_policy(policy, probabilities, budget, target):
     Returns:
       (filled BitPolicy, [(layer, "weight"|"activation", from bits, to bits)]).
     """
-    bits, steps = _as_bits(policy), []
-    used = budget.bops(policy)
+    bits, steps = _as_bits(policy, budget), []
+    used = budget.cost(_as_policy(bits))
     while True:
         moves = [m for m in _bit_moves(bits, probabilities, budget, +1) if used + m[1] <= target]
         if not moves:
@@ -284,7 +428,8 @@ def fill_policy(policy, probabilities, budget, target):
         used += delta
 
 
-def search(model, data, *, target_bops, space=DEFAULT_SPACE, fixed_bits=None, search_fraction=0.1, epochs=25,
+def search(model, data, *, target_bops=None, target_bytes=None, target_ms=None, table=None, space=DEFAULT_SPACE,
+           fixed_bits=None, search_fraction=0.1, epochs=25,
            batch_size=32, attribution_weight=20.0, complexity_weight=3e-4, adapt_complexity=True, exponent="capacity",
            rho=24.0, weight_lr=1e-3, alpha_lr=0.1, momentum=0.9, weight_decay=1e-4, train_mode=True, random_shift=None,
            seed=0, strategy=None, verbose=True, log=None):
@@ -308,8 +453,20 @@ def search(model, data, *, target_bops, space=DEFAULT_SPACE, fixed_bits=None, se
       data: a tfmc.data.Dataset (its training split is used), (x, y) arrays or a
         tf.data.Dataset of (image, label) pairs (read to the end).
       target_bops: a fraction of the model's 8-bit BOPs (<= 1) or absolute BOPs.
-      space: "litert" (weights {4, 8} on Conv2D / Dense, 8 on depthwise,
-        activations 8) or "gmpq" (weights and activations {2, 3, 4, 6}).
+      target_bytes: instead, a model size budget in bytes (the .tflite's
+        estimate from ``table``: its layers at their precisions plus the rest).
+      target_ms: instead, a latency budget in milliseconds (the sum of the
+        layers' latencies in ``table``); capped at the all-int8 latency, so
+        the policy is never slower than uniform int8.
+      table: a tfmc.gmpq.costs.PrecisionTable measured on the target, for
+        ``target_bytes`` / ``target_ms``. The supernet's complexity term is
+        then the expected measured cost (sum over candidates of their
+        probability times their cost), and candidates are rounded to what
+        LiteRT runs fast on the target (``round_to_table``; the policy's
+        metadata "rounded" lists each change).
+      space: "litert" (weights 8 on Conv2D and depthwise, {4, 8} on Dense,
+        activations 8, and float for the first and last searched layers) or
+        "gmpq" (weights and activations {2, 3, 4, 6}).
       fixed_bits: {layer name: (weight bits, activation bits)} held fixed
         instead of searched (counted in the BOPs and written in the policy),
         e.g. ``end_layers`` at 8 bits as the paper keeps stem and classifier.
@@ -358,8 +515,18 @@ def search(model, data, *, target_bops, space=DEFAULT_SPACE, fixed_bits=None, se
     if not capacity and (isinstance(exponent, str) or not exponent > 0):
         raise UsageError(f"exponent must be 'capacity' or a positive number, got {exponent!r}")
     feature_name = attribution.feature_layer(model)
-    budget = space_budget(model, space, fixed_bits)
-    target = resolve_target(target_bops, budget)
+    given = {m: v for m, v in zip(MEASURES, (target_bops, target_bytes, target_ms)) if v is not None}
+    if len(given) != 1:
+        raise UsageError("give one budget: target_bops, target_bytes or target_ms")
+    measure = next(iter(given))
+    if (measure == "bops") != (table is None):
+        raise UsageError(f"a budget in {measure} {'needs' if table is None else 'takes no'} precision table "
+                         "(tfmc.gmpq.costs.build_precision_table)")
+    budget = space_budget(model, space, fixed_bits, measure, table)
+    target = resolve_target(target_bops, budget) if measure == "bops" else resolve_cost_target(given[measure], budget)
+    if verbose:
+        for note in budget.notes:
+            print(f"gmpq: {note}", file=log, flush=True)
     searched = [n for n in budget.candidates if n not in (fixed_bits or {})]
 
     x, y = _as_arrays(data)
@@ -395,7 +562,7 @@ def search(model, data, *, target_bops, space=DEFAULT_SPACE, fixed_bits=None, se
         alpha_opt = keras.optimizers.SGD(schedule(alpha_lr), momentum=momentum)
         cd = tf.Variable(float(complexity_weight), trainable=False, dtype=tf.float32)
 
-    macs = tf.constant([float(budget.macs[n]) for n in budget.candidates]) / float(budget.macs[next(iter(budget.candidates))])
+    costs, scale = _cost_matrices(budget)
     from_probabilities = outputs_probabilities(model)
     lam = float(attribution_weight)
 
@@ -409,7 +576,10 @@ def search(model, data, *, target_bops, space=DEFAULT_SPACE, fixed_bits=None, se
                 scores = student(xb, training=train_mode)[1]
             ce = keras.losses.sparse_categorical_crossentropy(yb, scores, from_logits=not from_probabilities)
             expected = [layer.expected_bits() for layer in mixed]
-            comp = tf.reduce_sum(macs * tf.stack([w * a for w, a in expected]))
+            # E[cost] of each layer: its candidates' costs weighted by their probabilities (for BOPs,
+            # MACs x E[b_w] x E[b_a] as in the paper).
+            comp = tf.add_n([tf.reduce_sum(c * pw[:, None] * pa[None, :])
+                             for c, (pw, pa) in zip(costs, (m.bit_probabilities() for m in mixed))]) / scale
             # p measures the capacity the search chooses: fixed layers do not enter it
             capacity_bits = [e for e, n in zip(expected, budget.candidates) if n in searched] or expected
             p = attribution.capacity_exponent(capacity_bits, rho) if capacity else tf.constant(float(exponent))
@@ -437,29 +607,31 @@ def search(model, data, *, target_bops, space=DEFAULT_SPACE, fixed_bits=None, se
     dataset = dataset.batch(batch, drop_remainder=True)
     dataset = strategy.experimental_distribute_dataset(dataset)
     history = []
+    int8_cost = budget.int8_cost
     for epoch in range(epochs):
         tick = time.perf_counter()
         sums = np.zeros(4)
         for xb, yb, tb in dataset:
             ce, attr, comp, p = (float(v) for v in train_step(xb, yb, tb))
             sums += (ce, attr, comp, p)
-            expected_bops = _expected_bops(mixed, budget)
+            expected_cost = _expected_cost(mixed, budget)
             if adapt_complexity:
-                # Multiplicative tuning of cd: the soft BOPs are pulled to the target.
-                cd.assign(float(np.clip(cd.numpy() * math.exp(0.2 * (expected_bops / target - 1.0)), 1e-9, 1e3)))
+                # Multiplicative tuning of cd: the soft cost is pulled to the target.
+                cd.assign(float(np.clip(cd.numpy() * math.exp(0.2 * (expected_cost / target - 1.0)), 1e-9, 1e3)))
         n = steps_per_epoch * batch
-        argmax_bops = budget.bops(argmax_policy(mixed))
+        argmax_cost = budget.cost(argmax_policy(mixed))
         row = {
             "epoch": epoch + 1, "ce": sums[0] / n, "attr": sums[1] / n, "comp": sums[2] / steps_per_epoch,
             "p": sums[3] / steps_per_epoch, "cd": float(cd.numpy()),
-            "expected_bops": int(expected_bops), "argmax_bops": int(argmax_bops), "seconds": time.perf_counter() - tick,
+            f"expected_{measure}": _rounded(expected_cost, measure), f"argmax_{measure}": _rounded(argmax_cost, measure),
+            "seconds": time.perf_counter() - tick,
         }
         history.append(row)
         if verbose:
             print(
                 f"gmpq epoch {row['epoch']}/{epochs}  ce {row['ce']:.4f}  attr {row['attr']:.4f}  p {row['p']:.2f}  "
-                f"cd {row['cd']:.2e}  E[BOPs] {expected_bops / budget.int8_bops:.3f}  argmax "
-                f"{argmax_bops / budget.int8_bops:.3f} of 8-bit (target {target / budget.int8_bops:.3f})  "
+                f"cd {row['cd']:.2e}  E[{measure}] {expected_cost / int8_cost:.3f}  argmax "
+                f"{argmax_cost / int8_cost:.3f} of 8-bit (target {target / int8_cost:.3f})  "
                 f"{row['seconds']:.1f}s",
                 file=log, flush=True,
             )
@@ -469,10 +641,15 @@ def search(model, data, *, target_bops, space=DEFAULT_SPACE, fixed_bits=None, se
     policy, repairs = repair_policy(chosen, probabilities, budget, target)
     policy, raises = fill_policy(policy, probabilities, budget, target)
     achieved = budget.bops(policy)
+    cost = budget.cost(policy)
     seconds = time.perf_counter() - start
+    target_bops = target if measure == "bops" else None
     policy.metadata.update({
-        "method": "gmpq", "space": space, "target_bops": target, "achieved_bops": achieved,
-        "int8_bops": budget.int8_bops, "fraction_of_int8": achieved / budget.int8_bops,
+        "method": "gmpq", "space": space, "target_bops": target_bops, "achieved_bops": achieved,
+        "int8_bops": budget.int8_bops, "fraction_of_int8": cost / int8_cost,
+        "measure": measure, "target": _rounded(target, measure), "achieved": _rounded(cost, measure),
+        "int8_cost": _rounded(int8_cost, measure), "float_layers": [n for n in budget.candidates if n not in policy],
+        "rounded": list(budget.notes),
         "fixed_bits": {n: list(b) for n, b in _as_bits(BitPolicy(dict(fixed_bits or {}))).items()},
         "search_fraction": search_fraction, "search_samples": int(len(x)), "search_seconds": seconds,
         "epochs": epochs, "attribution_weight": lam, "exponent": exponent, "train_mode": bool(train_mode),
@@ -481,8 +658,8 @@ def search(model, data, *, target_bops, space=DEFAULT_SPACE, fixed_bits=None, se
         "argmax_bops": budget.bops(chosen), "repairs": [list(r) for r in repairs],
         "raises": [list(r) for r in raises],
     })
-    return SearchResult(policy, history, seconds, target, achieved, budget.int8_bops, budget.min_bops, repairs,
-                        int(len(x)), net)
+    return SearchResult(policy, history, seconds, target_bops, achieved, budget.int8_bops, budget.min_bops, repairs,
+                        int(len(x)), net, measure, target, cost, int8_cost)
 
 
 def _check_shift(random_shift, x):
@@ -504,10 +681,34 @@ def _check_shift(random_shift, x):
     return int(random_shift)
 
 
-def _expected_bops(mixed, budget):
-    """BOPs with each searched layer at its expected bits (the rest float)."""
-    total = sum(m * bops_lib.FLOAT_BITS ** 2 for n, m in budget.macs.items() if n not in budget.candidates)
+def _rounded(value, measure):
+    return int(round(value)) if measure in ("bops", "bytes") else float(value)
+
+
+def _cost_matrices(budget):
+    """Per searched layer, its cost at each (weight, activation) candidate pair, and the scale comp divides by.
+
+    For BOPs the scale is the first layer's MACs (the authors' normalisation);
+    for a measured cost it is chosen so the all-int8 comp equals the BOPs
+    comp at all-int8, so one complexity weight fits every measure.
+    """
+    costs = [tf.constant([[budget.layer_cost(n, w, a) for a in acts] for w in ws], tf.float32)
+             for n, (ws, acts) in budget.candidates.items()]
+    first = float(budget.macs[next(iter(budget.candidates))])
+    if budget.measure == "bops":
+        return costs, first
+    int8 = sum(budget.layer_cost(n, 8, 8) for n in budget.candidates)
+    int8_bops = sum(budget.macs[n] * 64.0 for n in budget.candidates)
+    return costs, int8 / (int8_bops / first)
+
+
+def _expected_cost(mixed, budget):
+    """Cost with each searched layer at its expected candidate cost (the rest float), in the budget's measure."""
+    rest = budget.cost(BitPolicy({})) - sum(budget.layer_cost(n, FLOAT_BITS, FLOAT_BITS) for n in budget.candidates)
+    total = rest
     for layer in mixed:
-        w, a = (float(v) for v in layer.expected_bits())
-        total += budget.macs[layer.name] * w * a
-    return total
+        pw, pa = (p.numpy() for p in layer.bit_probabilities())
+        ws, acts = budget.candidates[layer.name]
+        total += sum(pw[i] * pa[j] * budget.layer_cost(layer.name, w, a)
+                     for i, w in enumerate(ws) for j, a in enumerate(acts))
+    return float(total)

@@ -13,10 +13,11 @@ SPACES = {
         "dense": ((2, 3, 4, 6), (2, 3, 4, 6)),
         "depthwise": ((2, 3, 4, 6), (2, 3, 4, 6)),
     },
-    # What LiteRT executes: int4 or int8 weights on CONV_2D and FULLY_CONNECTED,
-    # int8 on DEPTHWISE_CONV_2D, 8-bit activations.
+    # What LiteRT executes fast: int8 weights and 8-bit activations everywhere, int4 weights only on
+    # FULLY_CONNECTED (XNNPACK's only int4 kernel; an int4 CONV_2D runs the reference kernel, about 4x
+    # slower than int8 here, tfmc.gmpq.costs). Search adds float for the end layers (search.FLOAT_ENDS).
     "litert": {
-        "conv": ((4, 8), (8,)),
+        "conv": ((8,), (8,)),
         "dense": ((4, 8), (8,)),
         "depthwise": ((8,), (8,)),
     },
@@ -32,6 +33,11 @@ def check_space(space):
     return space
 
 
+def searchable(layer):
+    """Whether GMPQ can give ``layer`` bit widths (a Conv2D, DepthwiseConv2D or Dense, not a subclass)."""
+    return type(layer) in _SEARCHABLE_CLASSES
+
+
 def layer_candidates(space, layer):
     """(weight bit candidates, activation bit candidates) of ``layer`` in ``space``, or None.
 
@@ -39,6 +45,6 @@ def layer_candidates(space, layer):
     multiplies, and kinds the mixed-precision layers do not cover
     (SeparableConv2D, Conv1D, Conv3D, transposed convolutions).
     """
-    if type(layer) not in _SEARCHABLE_CLASSES:
+    if not searchable(layer):
         return None
     return SPACES[check_space(space)].get(graph_lib.layer_kind(layer))
