@@ -87,7 +87,7 @@ class _Progress:
 # Everything a demo run writes in its --out. The run replaces the whole folder, so an existing one is
 # accepted only if it holds these entries and nothing else.
 DEMO_OUTPUTS = frozenset({"report.md", "report.html", "original.keras", "pruned.keras", "pruned_qat.keras",
-                          "bit_policy.json", "amc", "tflite", "figures"})
+                          "bit_policy.json", "precision_table.json", "amc", "tflite", "figures"})
 
 
 def _prepare_output(out_dir):
@@ -171,7 +171,9 @@ def run_demo(out_dir="demo_out", *, data="digits", data_dir=None, quick=False, c
     import tfmc
     from tfmc import amc, bops, export, gmpq, io, models, report, train
     from tfmc.errors import UsageError
+    from tfmc.gmpq import explain
     from tfmc.gmpq import plots as gmpq_plots
+    from tfmc.gmpq.costs import build_precision_table
 
     if data not in DEMO_DATA:
         raise UsageError(f"the demo runs on {' or '.join(DEMO_DATA)}, not {data!r}")
@@ -214,13 +216,17 @@ def run_demo(out_dir="demo_out", *, data="digits", data_dir=None, quick=False, c
                       f"{train.accuracy(pruned, dataset.x_test, dataset.y_test):.4f} after")
 
         progress.step(f"GMPQ search (LiteRT space) on {config.gmpq_fraction:.0%} of the training data, "
-                      f"target {config.gmpq_target_bops:.0%} of 8-bit BOPs")
-        bits = gmpq.search(pruned, dataset, target_bops=config.gmpq_target_bops, space="litert",
+                      "latency budget: the all-int8 latency measured per layer on this host")
+        table = build_precision_table(pruned, threads=config.threads, runs=config.bench_runs,
+                                      rounds=config.bench_rounds)
+        table.to_json(os.path.join(staging, "precision_table.json"))
+        int8_ms = gmpq.space_budget(pruned, "litert", measure="ms", table=table).int8_cost
+        bits = gmpq.search(pruned, dataset, target_ms=int8_ms, table=table, space="litert",
                            search_fraction=config.gmpq_fraction, epochs=config.gmpq_epochs, seed=seed,
                            strategy=strategy, verbose=False)
         bits.policy.to_json(os.path.join(staging, "bit_policy.json"))
-        progress.note(f"search {bits.search_seconds:.1f} s on {bits.samples} images; "
-                      f"{bits.achieved_bops:,} BOPs of a {bits.target_bops:,} target")
+        progress.note(f"search {bits.search_seconds:.1f} s on {bits.samples} images; {bits.achieved:.4f} ms "
+                      f"(sum of the layers in the table) of a {bits.target:.4f} ms budget")
 
         progress.step(f"quantization-aware training, {config.qat_epochs} epochs")
         with strategy.scope():  # variables trained under a strategy must be created in its scope
@@ -235,7 +241,7 @@ def run_demo(out_dir="demo_out", *, data="digits", data_dir=None, quick=False, c
             ("original, float32", original, "float32", None, None),
             ("AMC-pruned, float32", pruned, "float32", None, None),
             ("AMC-pruned, int8", pruned, "int8", None, rep),
-            ("AMC-pruned + GMPQ bits, QAT", qat, "qat", None, None),
+            ("AMC-pruned + GMPQ bits, QAT", qat, "qat", bits.policy, None),
             ("AMC-pruned + GMPQ bits, mixed int4/int8 PTQ", pruned, "mixed", bits.policy, rep),
         ]
         exported = []
@@ -244,6 +250,8 @@ def run_demo(out_dir="demo_out", *, data="digits", data_dir=None, quick=False, c
                                 + f"_{mode}.tflite")
             result = export.to_tflite(model, path, mode=mode, policy=policy, representative_data=representative)
             exported.append((label, model, mode, result))
+            if mode == "qat":
+                qat_export = result
             progress.note(f"{os.path.basename(path)}: {result.size_bytes:,} bytes; {result.agreement}")
 
         progress.step(f"timing with the LiteRT interpreter ({config.threads} threads, "
@@ -289,6 +297,9 @@ def run_demo(out_dir="demo_out", *, data="digits", data_dir=None, quick=False, c
             "dataset": f"{described}: {len(x_fit)} train / {len(reward[0])} val (AMC's reward set) / "
                        f"{len(dataset.x_test)} test",
             "rows": rows,
+            "layers": {"title": "Which layers of the QAT .tflite became int4, int8 or float, and why",
+                       "rows": [{"layer": r.name, "op": r.op, "weights": r.weights, "why": r.why}
+                                for r in explain.layer_precisions(pruned, bits.policy, qat_export.layers)]},
             "figures": figures,
             "notes": [
                 "Accuracy is measured on the test split by the exported .tflite file itself.",
@@ -296,12 +307,14 @@ def run_demo(out_dir="demo_out", *, data="digits", data_dir=None, quick=False, c
                 f"validation split after least-squares reconstruction, no fine-tuning; best episode "
                 f"{search.best_episode} reached {search.best_accuracy:.4f}.",
                 f"Pruned model before fine-tuning (reconstruction only): test accuracy {accuracy_reconstructed:.4f}.",
-                f"GMPQ: {bits.samples} search images, {bits.search_seconds:.1f} s; policy at "
-                f"{bits.achieved_bops / bits.int8_bops:.3f} of the pruned model's 8-bit BOPs.",
+                f"GMPQ: {bits.samples} search images, {bits.search_seconds:.1f} s, in the LiteRT space (int8 "
+                "weights on CONV_2D and DEPTHWISE_CONV_2D, int4 or int8 on FULLY_CONNECTED, float allowed for the "
+                "first and last layers) under a latency budget of the all-int8 latency, from per-layer costs "
+                f"measured on this host (precision_table.json); the policy's estimate is {bits.achieved:.4f} ms "
+                f"against {bits.int8_cost:.4f} ms all-int8, at {bits.achieved_bops / bits.int8_bops:.3f} of the "
+                "pruned model's 8-bit BOPs.",
                 "BOPs count float layers as 32 x 32 bits. Latency: LiteRT interpreter with XNNPACK, "
-                f"{config.threads} threads, median of {config.bench_rounds} alternating rounds. Time on an "
-                "otherwise idle machine: models with int4 weights mix XNNPACK and reference kernels, and "
-                "under CPU contention their latency was seen to grow a hundredfold.",
+                f"{config.threads} threads, median of {config.bench_rounds} alternating rounds.",
             ] + [f"Export {label}: rounded {result.changed}" for label, _, _, result in exported if result.changed],
             "commands": [_demo_command(data, quick)],
         }

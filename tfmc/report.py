@@ -35,7 +35,10 @@ from tfmc import io
 
 MISSING = "–"
 ROW_KEYS = ("model", "accuracy", "macs", "params", "bops", "tflite_bytes", "latency_ms")
-RESULT_KEYS = ("title", "dataset", "rows", "figures", "notes", "commands")
+RESULT_KEYS = ("title", "dataset", "rows", "layers", "figures", "notes", "commands")
+# results["layers"]: {"title": str, "rows": [{"layer", "op", "weights", "why"}]}, e.g. what each layer of a
+# quantized export became (tfmc.gmpq.explain).
+LAYER_KEYS = ("layer", "op", "weights", "why")
 # Column heading, and whether the column shows a ratio to the reference row.
 _COLUMNS = {
     "model": ("model", False),
@@ -126,6 +129,10 @@ def _validate(results):
         with open(path, "rb") as f:
             if f.read(len(_PNG_SIGNATURE)) != _PNG_SIGNATURE:
                 raise ValueError(f"figure {path!r} is not a PNG file")
+    layers = results.get("layers")
+    if layers is not None and (not isinstance(layers, dict) or not isinstance(layers.get("title"), str)
+                               or not all(isinstance(r, dict) and set(r) == set(LAYER_KEYS) for r in layers.get("rows", []))):
+        raise ValueError(f"results['layers'] must be a dict with a 'title' and 'rows' of dicts with keys {LAYER_KEYS}")
     for key in ("notes", "commands"):
         if not all(isinstance(item, str) for item in results.get(key, [])):
             raise ValueError(f"results[{key!r}] must be a list of strings")
@@ -150,6 +157,10 @@ def _markdown(results, out_dir):
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in row) + " |")
     if len(cells) > 1:
         lines += ["", "In brackets: the ratio to the first row."]
+    if results.get("layers"):
+        lines += ["", f"## {results['layers']['title']}", "", "| " + " | ".join(LAYER_KEYS) + " |", "|---|---|---|---|"]
+        lines += ["| " + " | ".join(str(r[k]).replace("|", "\\|") for k in LAYER_KEYS) + " |"
+                  for r in results["layers"]["rows"]]
     if results.get("figures"):
         lines += ["", "## Figures"]
         for figure in results["figures"]:
@@ -200,6 +211,12 @@ def _html(results):
     parts.append("</tbody></table>")
     if len(cells) > 1:
         parts.append('<p class="hint">In brackets: the ratio to the first row.</p>')
+    if results.get("layers"):
+        parts.append(f"<h2>{e(results['layers']['title'])}</h2><table><thead><tr>"
+                     + "".join(f"<th>{e(k)}</th>" for k in LAYER_KEYS) + "</tr></thead><tbody>")
+        parts += ["<tr>" + "".join(f"<td>{e(str(r[k]))}</td>" for k in LAYER_KEYS) + "</tr>"
+                  for r in results["layers"]["rows"]]
+        parts.append("</tbody></table>")
     if results.get("figures"):
         parts.append("<h2>Figures</h2>")
         for figure in results["figures"]:
