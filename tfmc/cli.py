@@ -10,7 +10,7 @@ from tfmc.errors import TfmcError, UsageError
 
 # Each module in tfmc/commands/ defines register(subparsers), which adds its
 # parser and sets ``run`` (args -> exit code) as the default.
-_COMMANDS = ("profile", "prune", "latency_table", "quantize", "export", "demo")
+_COMMANDS = ("profile", "prune", "latency_table", "precision_table", "quantize", "export", "demo")
 
 __all__ = ["UsageError", "add_model_argument", "add_overwrite_argument", "add_strategy_argument", "build_parser", "check_numbers", "main"]
 
