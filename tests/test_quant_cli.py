@@ -28,14 +28,18 @@ def test_bits_file_is_applied_and_outputs_written(model_path, tmp_path, capsys):
     out = tmp_path / "out"
     code, stdout, _ = _run(capsys, model_path, "--bits", bits, "--data", "digits", "--out", out, "--qat-epochs", 0)
     assert code == 0
-    assert {p.name for p in out.iterdir()} >= {"policy.json", "bits.png", "qat.keras", "summary.md", "attribution.png"}
+    assert {p.name for p in out.iterdir()} >= {"policy.json", "bits.png", "qat.keras", "summary.md", "attribution.png",
+                                              "model.tflite"}
     assert BitPolicy.from_json(out / "policy.json") == BitPolicy({"conv1": (8, 8), "conv2": (4, 8)})
-    assert "| QAT (0 epochs) |" in stdout and "packed size (params x bits / 8)" in stdout
+    assert "| model.tflite (QAT) |" in stdout and "packed size (params x bits / 8)" in stdout
+    # the user's 4-bit conv2 is what they asked for: stored int4, on LiteRT's reference kernel
+    assert ("| conv2 | CONV_2D | int4 | the policy's 4-bit weights stored int4; an int4 CONV_2D runs LiteRT's "
+            "reference kernel, slower than int8 |") in stdout
 
 
 def test_a_search_writes_a_policy_within_the_target(model_path, tmp_path, capsys):
     out = tmp_path / "out"
-    code, _, err = _run(capsys, model_path, "--target-bops", 0.55, "--data", "digits", "--out", out,
+    code, _, err = _run(capsys, model_path, "--target-bops", 1.0, "--data", "digits", "--out", out,
                         "--search-epochs", 1, "--search-fraction", 0.05, "--qat-epochs", 0)
     assert code == 0 and "gmpq epoch 1/1" in err
     policy = json.loads((out / "policy.json").read_text())
@@ -79,8 +83,8 @@ def test_unknown_layer_names_are_a_usage_error(model_path, tmp_path, capsys):
 def test_a_target_below_the_minimum_names_the_minimum(model_path, tmp_path, capsys):
     code, _, err = _run(capsys, model_path, "--target-bops", 0.4, "--data", "digits", "--out", tmp_path / "o")
     assert code == 2
-    # litert minimum: 443,208 MACs x 4-bit weights x 8-bit activations = 14,182,656
-    assert "is below the minimum 14,182,656 BOPs (0.500 of 8-bit) that the smallest candidates of space 'litert' allow" in err
+    # litert minimum: the convs' 442,368 MACs x 8 x 8 bits + the dense layers' 840 MACs x 4 x 8 = 28,338,432
+    assert "is below the minimum 28,338,432 BOPs (0.999 of 8-bit) that the smallest candidates of space 'litert' allow" in err
 
 
 def test_a_model_without_conv_layers_cannot_be_searched(tmp_path, capsys):
