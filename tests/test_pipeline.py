@@ -79,3 +79,17 @@ def test_demo_data_must_be_a_known_name(tmp_path, capsys):
     assert exit_info.value.code == 2
     assert "argument --data: invalid choice: 'cifar10' (choose from 'digits', 'fashion_mnist')" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_demo_quantizes_only_to_what_litert_runs_fast_and_says_why(demo):
+    out, results = demo
+    layers = results["layers"]["rows"]
+    assert {r["layer"] for r in layers} == {layer.name for layer in keras.models.load_model(out / "pruned.keras").layers
+                                            if type(layer).__name__ in ("Conv2D", "DepthwiseConv2D", "Dense")}
+    # int4 only where XNNPACK has an int4 kernel; every layer gives a reason
+    assert {r["op"] for r in layers if r["weights"] == "int4"} <= {"FULLY_CONNECTED"}
+    assert all(r["weights"] in ("int4", "int8", "float32") and r["why"] for r in layers)
+    assert "## Which layers of the QAT .tflite became int4, int8 or float, and why" in (out / "report.md").read_text()
+    policy = json.loads((out / "bit_policy.json").read_text())["metadata"]
+    assert policy["measure"] == "ms" and policy["achieved"] <= policy["int8_cost"]
+    assert (out / "precision_table.json").is_file()

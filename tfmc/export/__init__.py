@@ -212,7 +212,8 @@ def _layer_reports(model, tflite_bytes, mode, policy, notes, planned=None):
             plan = (planned or {}).get(op.scope)
             if plan is not None and plan.weights != op.weight_type:
                 layer_notes.append(f"{op.op} weights are {op.weight_type}, not the planned {plan.weights}")
-            elif mode in ("dynamic", "int8", "qat") and op.weight_type == "float32":
+            elif mode in ("dynamic", "int8", "qat") and op.weight_type == "float32" and (
+                    policy is None or name in policy):  # a layer the policy leaves out is float by request
                 # The converter's dynamic-range pass leaves small weight tensors in float.
                 layer_notes.append(f"{op.op} weights left float32 by the TFLite converter")
         requested = None

@@ -133,6 +133,11 @@ class PrecisionTable:
         ms = self._entry(name)["ms"]
         return precision not in ms or ms[precision] > ms["int8"] * (1 + tolerance)
 
+    def faster_than_int8(self, name, precision, tolerance=SLOWER_TOLERANCE):
+        """Whether ``precision`` of layer ``name`` is measured faster than its int8 by more than ``tolerance``."""
+        ms = self._entry(name)["ms"]
+        return precision in ms and ms[precision] < ms["int8"] * (1 - tolerance)
+
     def to_markdown(self):
         """The table as Markdown: latency (ms) and bytes per precision for each layer."""
         head = ["layer", "op"] + [f"{p} ms" for p in PRECISIONS] + [f"{p} bytes" for p in PRECISIONS]

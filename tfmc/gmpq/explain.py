@@ -1,4 +1,4 @@
-"""Which layers of a deployed .tflite became int4, int8 or float, and why: the search's choice, read back from the file."""
+"""Which layers of a deployed .tflite became int4, int8 or float, and why (the stored types read back from the file)."""
 import dataclasses
 
 from tfmc.gmpq.costs import OPS

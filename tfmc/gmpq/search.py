@@ -135,7 +135,7 @@ def space_budget(model, space=DEFAULT_SPACE, fixed_bits=None, measure="bops", ta
         candidates[name] = ((fixed[name].weight_bits,), (fixed[name].activation_bits,))
     notes = []
     if table is not None:
-        candidates, notes = round_to_table(candidates, table)
+        candidates, notes = round_to_table(candidates, table, latency=measure == "ms")
     pick = lambda index: BitPolicy({n: (w[index], a[index]) for n, (w, a) in candidates.items()  # noqa: E731
                                     if w[index] != FLOAT_BITS})
     int8 = bops_lib.uniform_policy(model, 8, 8)
@@ -143,7 +143,7 @@ def space_budget(model, space=DEFAULT_SPACE, fixed_bits=None, measure="bops", ta
                   bops_lib.bops_of(macs, pick(-1)), measure, table, notes)
 
 
-def round_to_table(candidates, table):
+def round_to_table(candidates, table, latency=False):
     """Candidates rounded to what LiteRT stores and runs fast on the table's target, with a note per change.
 
     Activations become 8 bits (LiteRT's integer kernels take 8-bit
@@ -151,7 +151,11 @@ def round_to_table(candidates, table):
     stores it in (``tfmc.gmpq.costs.precision_of``: 2-4 -> 4 where the op has
     int4, else 8; 5-8 -> 8), and int4 becomes 8 where the table measures it
     slower than int8 (an int4 CONV_2D runs the reference kernel) or has no
-    int4 for the layer (DEPTHWISE_CONV_2D). Float (FLOAT_BITS) stays.
+    int4 for the layer (DEPTHWISE_CONV_2D). Float (FLOAT_BITS) stays, except
+    under a ``latency`` budget where the table does not measure float
+    clearly faster than int8 (by more than the table's tolerance): a float
+    layer also brings a QUANTIZE or DEQUANTIZE at its boundary, which the
+    per-layer figures leave out.
 
     Returns:
       ({layer: (weight bits, activation bits)}, [notes]).
@@ -178,6 +182,11 @@ def round_to_table(candidates, table):
             if to != bits and bits != FLOAT_BITS:
                 notes.append(f"{name}: {bits}-bit weights -> {to} ({why})")
             new_weights.append(to if bits != FLOAT_BITS else FLOAT_BITS)
+        if latency and FLOAT_BITS in new_weights and not table.faster_than_int8(name, "float32"):
+            ms = table.layers[name]["ms"]
+            new_weights.remove(FLOAT_BITS)
+            notes.append(f"{name}: float dropped under a latency budget (float32 {OPS[kind]} not measured clearly "
+                         f"faster than int8: {ms['float32'] * 1e3:.1f} vs {ms['int8'] * 1e3:.1f} us)")
         if any(a != 8 for a in activations):
             notes.append(f"{name}: activations {list(activations)} -> 8 bits (LiteRT integer kernels take 8-bit "
                          "activations)")
