@@ -115,7 +115,8 @@ def test_each_exported_layer_says_why_it_holds_its_precision():
     assert [(r.name, r.weights, r.why) for r in rows] == [
         ("conv1", "int8", "float requested, but the TFLite converter makes a float layer between two int8 layers int8"),
         ("conv2", "int8", "the only fast choice: an int4 CONV_2D runs LiteRT's reference kernel, slower than int8"),
-        ("conv3", "int8", "4-bit weights -> 8 (int4 CONV_2D measured slower than int8)"),
+        ("conv3", "int8", "the only fast choice: an int4 CONV_2D runs LiteRT's reference kernel, slower than int8; "
+                          "4-bit weights -> 8 (int4 CONV_2D measured slower than int8)"),
         ("fc1", "int4", "searched: 4-bit weights stored int4; FULLY_CONNECTED has a fast int4 kernel (XNNPACK)"),
         ("logits", "float32", "kept float by the search, within the size budget")]
     assert explain.to_markdown(rows).splitlines()[2] == ("| conv1 | CONV_2D | int8 | float requested, but the TFLite "

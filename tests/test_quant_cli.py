@@ -33,8 +33,9 @@ def test_bits_file_is_applied_and_outputs_written(model_path, tmp_path, capsys):
     assert BitPolicy.from_json(out / "policy.json") == BitPolicy({"conv1": (8, 8), "conv2": (4, 8)})
     assert "| model.tflite (QAT) |" in stdout and "packed size (params x bits / 8)" in stdout
     # the user's 4-bit conv2 is what they asked for: stored int4, on LiteRT's reference kernel
-    assert ("| conv2 | CONV_2D | int4 | the policy's 4-bit weights stored int4; an int4 CONV_2D runs LiteRT's "
+    assert ("| conv2 | CONV_2D | int4 | asked by the policy: 4-bit weights stored int4; an int4 CONV_2D runs LiteRT's "
             "reference kernel, slower than int8 |") in stdout
+    assert "| conv3 | CONV_2D | float32 | not in the policy: stays float |" in stdout
 
 
 def test_a_search_writes_a_policy_within_the_target(model_path, tmp_path, capsys):

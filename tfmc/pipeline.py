@@ -143,8 +143,10 @@ def run_demo(out_dir="demo_out", *, data="digits", data_dir=None, quick=False, c
     """Run the whole pipeline on the built-in digits data (or Fashion-MNIST) and write the report.
 
     Stages: train the data's model (``DEMO_DATA``); AMC search to half the MACs; apply the
-    policy with least-squares reconstruction and fine-tune; GMPQ search in the
-    LiteRT space on a tenth of the training data; quantization-aware training;
+    policy with least-squares reconstruction and fine-tune; measure a per-layer
+    precision table on this host (tfmc.gmpq.costs) and run the GMPQ search in
+    the LiteRT space on a tenth of the training data under the all-int8
+    latency; quantization-aware training;
     export float32, int8 and mixed int4/int8 .tflite files; time them with the
     LiteRT interpreter; write report.md and report.html. Everything is built in
     a staging folder that replaces ``out_dir`` only when the run succeeds.

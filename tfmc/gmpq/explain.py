@@ -51,7 +51,7 @@ def layer_precisions(model, policy, exported, space="litert"):
     floats = set(metadata.get("float_layers", []))
     measure = {"bops": "BOPs", "bytes": "size", "ms": "latency"}.get(metadata.get("measure"), "")
     searched = metadata.get("method") == "gmpq"
-    source = "searched" if searched else "the policy's"
+    source = "searched" if searched else "asked by the policy"
     rows = []
     for layer_export in exported:
         name = layer_export.name
@@ -66,8 +66,6 @@ def layer_precisions(model, policy, exported, space="litert"):
                 why = "kept float by the search" + (f", within the {measure} budget" if measure else "")
             else:
                 why = "not in the policy: stays float"
-        elif name in rounded:
-            why = "; ".join(rounded[name])
         elif "int4" in weights:
             why = f"{source}: {policy[name].weight_bits}-bit weights stored int4; " + (
                 "FULLY_CONNECTED has a fast int4 kernel (XNNPACK)" if kind == "dense"
@@ -79,6 +77,8 @@ def layer_precisions(model, policy, exported, space="litert"):
             why = f"searched: {policy[name].weight_bits}-bit weights chosen over {others}"
         else:
             why = _ONLY_INT8.get(kind, "not searched")
+        if name in policy and name in rounded:  # what the search's candidates were rounded from, and why
+            why += "; " + "; ".join(rounded[name])
         if layer_export.notes:
             why += " (export: " + "; ".join(layer_export.notes) + ")"
         rows.append(LayerPrecision(name, " + ".join(layer_export.ops), weights, why))
