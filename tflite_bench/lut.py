@@ -97,10 +97,9 @@ class LatencyTable:
 
     @classmethod
     def from_config(cls, config):
-        if not isinstance(config, dict) or config.get("format") != _FORMAT:
-            raise ValueError(f"not a latency table (expected format {_FORMAT!r})")
-        if config.get("version", _VERSION) > _VERSION:
-            raise ValueError(f"latency table version {config['version']} is newer than this tflite_bench ({_VERSION})")
+        from tfmc import io as tfmc_io
+
+        tfmc_io.check_format(config, _FORMAT, _VERSION, "latency table")
         return cls(config["layers"], metadata=config.get("metadata"))
 
     def to_json(self, path):

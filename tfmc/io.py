@@ -68,6 +68,21 @@ def write_json(path, obj):
     return write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
+def check_format(config, fmt, version, what):
+    """Raise UsageError unless ``config`` is a dict of format ``fmt`` at a version up to ``version``.
+
+    For tfmc's versioned JSON files (latency tables, precision tables);
+    ``what`` names the kind of file in the message.
+    """
+    from tfmc.errors import UsageError
+
+    if not isinstance(config, dict) or config.get("format") != fmt:
+        raise UsageError(f"not a {what} (expected format {fmt!r})")
+    if config.get("version", version) > version:
+        raise UsageError(f"{what} version {config['version']} is newer than this tfmc reads ({version})")
+    return config
+
+
 def save_model(model, path):
     """Save a tf_keras model (.keras, .h5 or SavedModel folder) atomically.
 

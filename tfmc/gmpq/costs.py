@@ -155,10 +155,9 @@ class PrecisionTable:
 
     @classmethod
     def from_config(cls, config):
-        if not isinstance(config, dict) or config.get("format") != _FORMAT:
-            raise UsageError(f"not a precision table (expected format {_FORMAT!r})")
-        if config.get("version", _VERSION) > _VERSION:
-            raise UsageError(f"precision table version {config['version']} is newer than this tfmc ({_VERSION})")
+        from tfmc import io as tfmc_io
+
+        tfmc_io.check_format(config, _FORMAT, _VERSION, "precision table")
         return cls(config["layers"], config.get("rest_bytes", 0), config.get("metadata"))
 
     def to_json(self, path):

@@ -83,7 +83,9 @@ class Budget:
 
     @property
     def int8_cost(self):
-        """The cost with every layer of the space at 8 / 8 (the rest float)."""
+        """The cost at 8 / 8: ``int8_bops`` for BOPs; else every layer of the space at int8, the rest float."""
+        if self.measure == "bops":
+            return float(self.int8_bops)
         return self.cost(BitPolicy({n: (8, 8) for n in self.candidates}))
 
 
