@@ -62,7 +62,7 @@ def test_keep_ends_holds_stem_and_classifier(model_path, tmp_path, capsys):
 
 
 def test_a_negative_random_shift_is_a_usage_error(model_path, tmp_path, capsys):
-    code, _, err = _run(capsys, model_path, "--target-bops", 0.55, "--data", "digits", "--out", tmp_path / "o",
+    code, _, err = _run(capsys, model_path, "--target-bops", 1.0, "--data", "digits", "--out", tmp_path / "o",
                         "--random-shift", -1)
     assert code == 2 and "random_shift must be a whole number of pixels >= 0, got -1" in err
 
