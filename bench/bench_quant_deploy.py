@@ -128,9 +128,10 @@ def section(args, results):
         for label in ROWS[-2:]:
             on = [what for what, key in (("accuracy-latency", ms), ("accuracy-size", size)) if _front(r, label, key)]
             fronts.append(f"{label}: on the {' and '.join(on)} front" if on else f"{label}: on no front (dominated)")
+        show = lambda res, v: f"{v:.4f} ms" if res.measure == "ms" else f"{v:,.0f} bytes"  # noqa: E731
         searched = "; ".join(
-            f"{label}: {res.achieved:,.4g} {res.measure} estimated of a {res.target:,.4g} budget (all-int8 "
-            f"{res.int8_cost:,.4g}), float layers {res.policy.metadata['float_layers'] or 'none'}, int4 layers "
+            f"{label}: {show(res, res.achieved)} estimated of a {show(res, res.target)} budget (all-int8 "
+            f"{show(res, res.int8_cost)}), float layers {res.policy.metadata['float_layers'] or 'none'}, int4 layers "
             f"{[n for n, b in res.policy.items() if b.weight_bits <= 4] or 'none'}"
             for label, res in r["policies"].items())
         lines += [
