@@ -39,7 +39,7 @@ Output folder (``--out``):
 
 Commands:
   python examples/gmpq_resnet.py --quick --out gmpq_quick           # well under a minute on 2 CPU cores
-  python examples/gmpq_resnet.py --target-bops 0.6 --search-fraction 0.1 --out gmpq_run
+  python examples/gmpq_resnet.py --target-bops 1.0 --search-fraction 0.1 --out gmpq_run
   python examples/gmpq_resnet.py --space gmpq --target-bops 0.3 --out gmpq_paper_space
   python examples/gmpq_resnet.py --data tfds:cifar10 --data-dir /data/tfds --width 32 --blocks 2 \\
       --train-epochs 30 --out gmpq_cifar
@@ -73,8 +73,8 @@ def build_parser():
     parser.add_argument("--train-epochs", type=_common.count, default=None,
                         help="epochs of float training (default 15; 3 with --quick)")
     parser.add_argument("--space", choices=SPACES, default="litert",
-                        help="bit-width search space: litert (deployable int4/int8) or gmpq (the paper's 2-6 bits)")
-    parser.add_argument("--target-bops", type=_common.positive_float, default=0.6,
+                        help="bit-width search space: litert (what LiteRT runs fast: int8, int4 on Dense) or gmpq (the paper's 2-6 bits)")
+    parser.add_argument("--target-bops", type=_common.positive_float, default=1.0,
                         help="BOPs budget: a fraction of the model's 8-bit BOPs (<= 1) or absolute BOPs (> 1)")
     parser.add_argument("--search-fraction", type=float, default=0.1,
                         help="share of the training images the search learns on, in (0, 1]")

@@ -56,7 +56,7 @@ def test_every_entry_point_refuses_an_infinite_dataset_in_one_line(model, arrays
         elif call == "amc":
             tfmc.amc.search(model, endless, target_macs=0.5)
         elif call == "gmpq":
-            tfmc.gmpq.search(model, endless, target_bops=0.6)
+            tfmc.gmpq.search(model, endless, target_bops=1.0)
         else:
             tfmc.export.to_tflite(model, str(tmp_path / "m.tflite"), mode="int8", representative_data=endless)
     assert str(err.value) == f"{name} is an infinite tf.data.Dataset (repeat() without a count?); give a finite one"
@@ -70,7 +70,7 @@ def test_searches_refuse_a_dataset_without_labels(model, arrays, call):
         if call == "amc":
             tfmc.amc.search(model, images, target_macs=0.5)
         else:
-            tfmc.gmpq.search(model, images, target_bops=0.6)
+            tfmc.gmpq.search(model, images, target_bops=1.0)
     assert str(err.value) == (f"{name} is a tf.data.Dataset of images without labels; (image, label) pairs are "
                               "needed here")
 
