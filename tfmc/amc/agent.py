@@ -20,6 +20,7 @@ Generator whose state is saved with the checkpoint, so a resumed search
 draws exactly what an uninterrupted one would.
 """
 import dataclasses
+import math
 import os
 
 import numpy as np
@@ -51,6 +52,11 @@ class AgentConfig:
     # which action a transition records: "applied" (after the action wall) or "proposed" (the agent's own,
     # before the wall, as the authors' code stores it)
     learn_from: str = "applied"
+    # "none": rewards less the baseline (the paper); "spread": also divided by the standard deviation of the
+    # episode rewards so far, so that the critic's targets have unit scale whatever the spread of accuracies
+    reward_scale: str = "none"
+    # DDPG updates per transition of the episode (the paper: 1)
+    updates: int = 1
 
     def __post_init__(self):
         if self.baseline not in ("episode", "batch"):
@@ -59,6 +65,10 @@ class AgentConfig:
             raise UsageError(f"warmup_actions must be 'uniform' or 'noise', got {self.warmup_actions!r}")
         if self.learn_from not in ("applied", "proposed"):
             raise UsageError(f"learn_from must be 'applied' or 'proposed', got {self.learn_from!r}")
+        if self.reward_scale not in ("none", "spread"):
+            raise UsageError(f"reward_scale must be 'none' or 'spread', got {self.reward_scale!r}")
+        if int(self.updates) != self.updates or self.updates < 1:
+            raise UsageError(f"updates must be a whole number >= 1, got {self.updates!r}")
 
     def as_dict(self):
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
@@ -165,6 +175,7 @@ class AmcAgent:
         self.buffer = ReplayBuffer(self.config.buffer_size, observation_spec.shape[0])
         self.rng = np.random.default_rng(seed)
         self.baseline = None
+        self.rewards = [0, 0.0, 0.0]  # count, mean and sum of squared deviations of the episode rewards (Welford)
         self._ts = ts
         self._refresh_actor()
 
@@ -200,14 +211,34 @@ class AmcAgent:
         """Store an episode's (observation, action, next observation, done) with its final reward; update the baseline."""
         for observation, action, next_observation, done in transitions:
             self.buffer.add(observation, action, reward, next_observation, done)
+        count, mean, m2 = self.rewards
+        count += 1
+        delta = reward - mean
+        mean += delta / count
+        self.rewards = [count, mean, m2 + delta * (reward - mean)]
         if self.config.baseline == "episode" or self.baseline is None:  # "batch": the first reward until a batch
             decay = self.config.baseline_decay
             self.baseline = reward if self.baseline is None else decay * self.baseline + (1 - decay) * reward
 
+    def reward_spread(self):
+        """The standard deviation of the episode rewards so far (1 until two differ)."""
+        count, _, m2 = self.rewards
+        spread = math.sqrt(m2 / (count - 1)) if count > 1 else 0.0
+        return spread if spread > 1e-12 else 1.0
+
     def learn(self, steps):
-        """``steps`` DDPG updates on batches from the buffer, rewards less the baseline; mean critic+actor loss."""
+        """``steps`` x ``config.updates`` DDPG updates on batches from the buffer, rewards less the baseline.
+
+        With ``reward_scale="spread"`` the centred rewards are also divided by
+        the spread of the episode rewards (``reward_spread``).
+
+        Returns:
+          {"loss": mean critic + actor loss, "critic_loss", "actor_loss"}
+          (means over the updates); NaNs for ``steps`` 0.
+        """
+        steps *= int(self.config.updates)
         if not steps:
-            return float("nan")
+            return {"loss": float("nan"), "critic_loss": float("nan"), "actor_loss": float("nan")}
         batches = [self.buffer.sample(self.rng, self.config.batch_size) for _ in range(steps)]
         obs, action, reward, next_obs, done = (np.stack(part) for part in zip(*batches))
         if self.config.baseline == "batch":
@@ -221,15 +252,24 @@ class AmcAgent:
                 centred[i] = batch - np.float32(self.baseline)
         else:
             centred = reward - np.float32(self.baseline)
+        if self.config.reward_scale == "spread":
+            centred = centred / np.float32(self.reward_spread())
         losses = self._train_steps(obs, action, centred, next_obs, done)
         self._refresh_actor()
-        return float(np.mean(losses.numpy()))
+        return {name: float(np.mean(value.numpy())) for name, value in zip(("loss", "critic_loss", "actor_loss"), losses)}
+
+    def mean_q(self, observations, actions):
+        """The critic's mean Q value of (observation, action) pairs (in the units of the centred, scaled reward)."""
+        obs = tf.constant(np.asarray(observations, np.float32))
+        act = tf.constant(np.asarray(actions, np.float32).reshape(-1, 1))
+        q, _ = self.ddpg._critic_network((obs, act), step_type=(), training=False)
+        return float(np.mean(q.numpy()))
 
     def _train_steps_graph(self, obs, action, reward, next_obs, done):
         """One DdpgAgent.train per leading index of the stacked batches, in order, inside one graph."""
         from tf_agents.trajectories import policy_step, trajectory
 
-        losses = tf.TensorArray(tf.float32, size=tf.shape(obs)[0])
+        losses = [tf.TensorArray(tf.float32, size=tf.shape(obs)[0]) for _ in range(3)]
         batch = tf.shape(obs)[1]
         for i in tf.range(tf.shape(obs)[0]):
             first = self._ts.TimeStep(
@@ -240,8 +280,10 @@ class AmcAgent:
             second = self._ts.TimeStep(step_type=last, reward=reward[i], discount=1.0 - done[i],
                                        observation=next_obs[i])
             experience = trajectory.Transition(first, policy_step.PolicyStep(action[i]), second)
-            losses = losses.write(i, self.ddpg.train(experience).loss)
-        return losses.stack()
+            info = self.ddpg.train(experience)
+            parts = (info.loss, info.extra.critic_loss, info.extra.actor_loss)
+            losses = [array.write(i, value) for array, value in zip(losses, parts)]
+        return [array.stack() for array in losses]
 
     # ---- checkpoints ------------------------------------------------------------
     def _variables(self):
@@ -258,7 +300,7 @@ class AmcAgent:
         with open(os.path.join(directory, "agent.npy"), "wb") as f:
             np.save(f, floats)
         self.buffer.save(os.path.join(directory, "replay.npz"))
-        return {"rng": self.rng.bit_generator.state, "baseline": self.baseline,
+        return {"rng": self.rng.bit_generator.state, "baseline": self.baseline, "rewards": list(self.rewards),
                 "counters": [int(v.numpy()) for v in variables if not v.dtype.is_floating]}
 
     @tf.function
@@ -283,3 +325,4 @@ class AmcAgent:
         self.buffer.load(os.path.join(directory, "replay.npz"))
         self.rng.bit_generator.state = state["rng"]
         self.baseline = state["baseline"]
+        self.rewards = list(state.get("rewards", [0, 0.0, 0.0]))

@@ -36,6 +36,9 @@ def _run_outputs():
         "best_policy.json": outputs.is_policy("prune"),
         "keep_ratios.png": outputs.is_matplotlib_png,
         "rewards.png": outputs.is_matplotlib_png,
+        "diagnostics.png": outputs.is_matplotlib_png,
+        "actor_keep.png": outputs.is_matplotlib_png,
+        "actor_rewards.png": outputs.is_matplotlib_png,
         "pruned.keras": outputs.is_model_file,
         "summary.md": outputs.starts_with("AMC: "),
     }
@@ -47,6 +50,23 @@ def _summary(rows):
     for label, accuracy, macs, params in rows:
         lines.append(f"| {label} | {accuracy:.4f} | {macs:,} | {macs / base[2]:.3f} | {params:,} | {params / base[3]:.3f} |")
     return "\n".join(lines)
+
+
+def reward_and_rescore_sets(x, y, rescore_top, seed=0):
+    """The validation split as (reward set, re-scoring set): two halves of a seeded shuffle, or all and None.
+
+    Args:
+      x, y: the validation split.
+      rescore_top: 0 keeps the whole split as the reward set (no re-scoring).
+      seed: seeds the shuffle.
+    """
+    if not rescore_top:
+        return (x, y), None
+    import numpy as np
+
+    order = np.random.default_rng(seed).permutation(len(y))
+    half = len(y) // 2
+    return (x[order[:half]], y[order[:half]]), (x[order[half:]], y[order[half:]])
 
 
 def run_search(args):
@@ -67,18 +87,24 @@ def run_search(args):
         raise UsageError(f"--sigma-decay must be in (0, 1], got {args.sigma_decay}")
     if args.finetune_epochs < 0:
         raise UsageError(f"--finetune-epochs must be >= 0, got {args.finetune_epochs}")
+    if args.rescore_top < 0:
+        raise UsageError(f"--rescore-top must be >= 0, got {args.rescore_top}")
+    amc.searchers.searcher_class(args.search)  # an unknown name fails before anything loads
     outputs.claim_folder(args.out, "tfmc prune (AMC search)", _run_outputs(), overwrite=args.overwrite)
     table = _latency_table(args.latency_table)
     model = io.load_model(args.model, trust_code=args.trust_model_code)
     dataset = data.load_for_model(args.data, model, data_dir=args.data_dir, classes=True)
     calib = dataset.x_train[: args.calib_images]
+    reward_set, rescore_set = reward_and_rescore_sets(dataset.x_val, dataset.y_val, args.rescore_top)
     result = amc.search(
-        model, (dataset.x_val, dataset.y_val), target_macs=args.target_macs, target_params=args.target_params,
+        model, reward_set, target_macs=args.target_macs, target_params=args.target_params,
         target_latency_ms=args.target_latency_ms, latency_table=table, calib_data=calib, reward=args.reward,
         episodes=args.episodes, warmup=args.warmup, lbound=args.lbound, round_to=args.round_to, out_dir=args.out,
         resume=args.resume, seed=args.seed, progress=not args.no_progress,
-        agent_config=amc.AgentConfig(sigma_decay=args.sigma_decay, warmup_actions=args.warmup_actions),
-        fill_budget=args.fill_budget,
+        agent_config=amc.AgentConfig(sigma_decay=args.sigma_decay, warmup_actions=args.warmup_actions,
+                                     reward_scale=args.reward_scale),
+        fill_budget=args.fill_budget, method=args.search, rescore_data=rescore_set,
+        rescore_top=max(args.rescore_top, 1), actor_every=args.actor_every, strategy=args.strategy,
     )
     pruned = prune(model, result.policy, calib_data=calib)
     x_test, y_test = dataset.x_test, dataset.y_test
@@ -94,9 +120,12 @@ def run_search(args):
     io.save_model(pruned, os.path.join(args.out, "pruned.keras"))
     summary = _summary(rows)
     budget = result.budget
-    header = (f"AMC: {result.episodes_done} episodes, best at episode {result.best_episode} (reward {result.best_reward:.4f}, "
-              f"reward-set accuracy {result.best_accuracy:.4f}); budget {budget.metric} {budget.target:g}, "
-              f"policy costs {budget.describe(result.policy.metadata['cost'])}")
+    chosen = (f"reward {result.best_reward:.4f}, reward-set accuracy {result.best_accuracy:.4f}"
+              + (f"; second split: reward {result.policy.metadata['rescore_value']:.4f}, accuracy "
+                 f"{result.policy.metadata['rescore_accuracy']:.4f}, best of {len(result.rescored)} re-scored"
+                 if result.rescored else ""))
+    header = (f"AMC: {result.episodes_done} episodes ({result.method} search), chosen: episode {result.best_episode} ({chosen}); "
+              f"budget {budget.metric} {budget.target:g}, policy costs {budget.describe(result.policy.metadata['cost'])}")
     io.write_text(os.path.join(args.out, "summary.md"), header + "\n\n" + summary + "\n")
     print(header)
     print(summary)

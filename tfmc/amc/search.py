@@ -1,25 +1,24 @@
-"""The AMC search loop: episodes, rewards, checkpoints, history, progress and the result."""
+"""The AMC search driver: the environment, a searcher and the reward evaluator, kept in a run folder."""
 import dataclasses
-import math
-import os
 import sys
 import time
-import warnings
 
 import numpy as np
 
 from tfmc._keras import require_graph_model
-from tfmc.amc.agent import AgentConfig, AmcAgent
+from tfmc.amc.agent import AgentConfig
 from tfmc.amc.budget import CostModel, make_budget
 from tfmc.amc.env import PruningEnv, no_prunable_message
-from tfmc.amc.masked import MaskedModel
-from tfmc.data import as_arrays, check_finite, check_labels
-from tfmc.errors import BudgetError, DataError, PolicyError, UsageError
+from tfmc.amc.reward import REWARDS, RewardEvaluator, labelled_set, policy_key, reward_name
+from tfmc.amc.searchers import searcher_class
+from tfmc.data import as_arrays, check_finite
+from tfmc.errors import BudgetError, PolicyError, UsageError
 from tfmc.graph import ChannelGraph
 from tfmc.policy import PrunePolicy, kept_channels
 from tfmc.runs import RunFolder, digest
+from tfmc.train import make_strategy
 
-REWARDS = ("acc", "acc_flops", "acc_params")
+__all__ = ["HISTORY_COLUMNS", "REWARDS", "SearchResult", "search"]
 _FORMAT = "tfmc.amc.search/2"  # 2: history in history.jsonl, agent as one .npy
 _CSV_EVERY = 10  # history.csv is rewritten every this many episodes and when a call returns
 
@@ -29,12 +28,14 @@ class SearchResult:
     """What an AMC search found.
 
     Attributes:
-      policy: the best PrunePolicy (keep ratio = kept / channels per group);
-        its metadata holds the counts, the budget, the achieved MACs /
-        params (/ latency) and the reward and reward-set accuracy.
-      history: one dict per episode (see ``HISTORY_COLUMNS``, plus a keep
-        ratio per group).
-      best_reward, best_accuracy, best_episode: of the best policy.
+      policy: the chosen PrunePolicy (keep ratio = kept / channels per
+        group); its metadata holds the counts, the budget, the achieved MACs
+        / params (/ latency), the reward and reward-set accuracy, and with
+        re-scoring the second set's figures.
+      history: one dict per episode (see ``HISTORY_COLUMNS``, plus keep
+        ratio, kept channels and, for DDPG, the actor's keep ratio per group).
+      best_reward, best_accuracy, best_episode: of the chosen policy, on the
+        reward set.
       budget: the Budget searched under.
       episodes_done: episodes finished, warm-up included.
       complete: False when the call stopped early (``stop_after``).
@@ -44,6 +45,11 @@ class SearchResult:
         that function (0 without calibration data): the forward part of
         the reconstruction every new policy needs.
       out_dir: where the outputs went, or None.
+      method: the searcher's name.
+      rescored: with ``rescore_data``, one dict per re-scored policy
+        (episode, reward, accuracy, rescore_reward, rescore_accuracy), best
+        reward first; else [].
+      evaluations: policies evaluated on the reward set (repeats excluded).
     """
 
     policy: PrunePolicy
@@ -57,6 +63,9 @@ class SearchResult:
     plain_eval_seconds: float
     plain_calibration_seconds: float = 0.0
     out_dir: object = None
+    method: str = "ddpg"
+    rescored: list = dataclasses.field(default_factory=list)
+    evaluations: int = 0
 
     @property
     def mean_episode_seconds(self):
@@ -66,32 +75,10 @@ class SearchResult:
 
 
 HISTORY_COLUMNS = ("episode", "phase", "reward", "accuracy", "macs", "params", "cost", "cost_fraction", "sigma",
-                   "baseline", "loss", "best_reward", "reward_was_nan", "evaluated", "seconds")
-
-
-def _reward_name(reward):
-    if callable(reward):
-        return f"callable:{getattr(reward, '__module__', '')}.{getattr(reward, '__qualname__', type(reward).__name__)}"
-    if reward not in REWARDS:
-        raise UsageError(f"unknown reward {reward!r}; expected one of {', '.join(REWARDS)} or a function "
-                         "(y_true, logits) -> float")
-    return reward
-
-
-def _reward_set(val_data):
-    val_data = as_arrays(val_data, "val_data", labels=True)
-    if hasattr(val_data, "x_val") and hasattr(val_data, "y_val"):
-        x, y = np.asarray(val_data.x_val, np.float32), np.asarray(val_data.y_val)
-    elif isinstance(val_data, (tuple, list)) and len(val_data) == 2:
-        x, y = (np.asarray(v) for v in val_data)
-        if len(x) != len(y) or not len(x):
-            raise DataError(f"val_data must be non-empty (x, y) of equal length, got {len(x)} images and {len(y)} labels")
-        x = x.astype(np.float32)
-    else:
-        raise DataError("val_data must be (x, y) arrays or a tfmc.data.Dataset (its validation split is the reward set)")
-    check_finite(None, "val_data images", x)
-    check_labels(None, "val_data labels", y)
-    return x, y
+                   "baseline", "loss", "critic_loss", "actor_loss", "mean_q", "best_reward", "reward_was_nan",
+                   "evaluated", "seconds")
+# the diagnostics of the DDPG agent, in TensorBoard and diagnostics.png
+_DIAGNOSTICS = ("sigma", "critic_loss", "actor_loss", "mean_q", "baseline")
 
 
 def _target(target_macs, target_params, target_latency_ms, latency_table):
@@ -119,11 +106,12 @@ def _policy(groups, counts, round_to, metadata):
 def search(model, val_data, *, target_macs=None, target_params=None, target_latency_ms=None, latency_table=None,
            calib_data=None, reward="acc", episodes=300, warmup=100, lbound=0.2, round_to=8, out_dir=None,
            resume=False, seed=0, progress=True, stop_after=None, agent_config=None, max_calib_images=3000,
-           fill_budget=False):
+           fill_budget=False, method="ddpg", rescore_data=None, rescore_top=5, actor_every=10, strategy=None):
     """Search per-group keep ratios under a hard budget with a DDPG agent (He et al., AMC, ECCV 2018).
 
     Each episode walks the prunable channel groups in topological order; the
-    agent proposes a keep ratio per group, the action wall keeps the policy
+    searcher (``method``: the DDPG agent, random search, or a greedy
+    sensitivity allocation) proposes a keep ratio per group, the action wall keeps the policy
     within the budget, and the policy is scored on the reward set by one
     reusable masked copy of the model (least-squares refitted when
     ``calib_data`` is given, layer after layer as ``tfmc.prune`` refits, so
@@ -168,6 +156,23 @@ def search(model, val_data, *, target_macs=None, target_params=None, target_late
         (the checkpoint lets a later call with ``resume=True`` go on).
       agent_config: an AgentConfig (default: the paper's settings).
       max_calib_images: calibration images used for reconstruction.
+      method: "ddpg" (the paper's agent), "random" (uniform random keep
+        ratios through the same wall) or "greedy" (per-group sensitivity
+        probes, then an allocation; see ``tfmc.amc.searchers``); equal
+        ``episodes`` and ``warmup`` give every method the same number of
+        evaluated policies (greedy may use fewer).
+      rescore_data: a second held-out labelled set, like ``val_data``. The
+        best of many noisy evaluations overstates itself (the winner's
+        curse): with it, the ``rescore_top`` distinct policies of highest
+        reward are scored again on this set and the best there is chosen;
+        the policy's metadata and ``SearchResult.rescored`` report both
+        figures.
+      rescore_top: how many policies are re-scored.
+      actor_every: with ``method="ddpg"``, every this many learning
+        episodes the actor's own noise-free policy is scored (phase
+        "actor"); 0: never.
+      strategy: a tf.distribute.Strategy or its name ("mirrored", ...):
+        the reward set is scored on every device of it.
       fill_budget: clamp each keep ratio from below too, so that every
         policy spends the whole budget (up to channel rounding). The
         paper's wall (the default) only stops a policy from exceeding it,
@@ -183,7 +188,9 @@ def search(model, val_data, *, target_macs=None, target_params=None, target_late
         below what lbound everywhere gives (the message names the smallest
         achievable value), a model without prunable groups (with the
         reasons), an unknown reward, or an ``out_dir`` holding another
-        search (or one to resume without ``resume=True``).
+        search (or one to resume without ``resume=True``), an unknown
+        ``method``, or a reward / re-scoring set of one class only or
+        smaller than one batch (``tfmc.amc.reward.BATCH`` images per replica).
       TypeError: a subclassed model.
 
     Example:
@@ -197,12 +204,19 @@ def search(model, val_data, *, target_macs=None, target_params=None, target_late
         raise UsageError(f"lbound must be in (0, 1], got {lbound!r}")
     if int(episodes) != episodes or episodes < 1 or int(warmup) != warmup or warmup < 0:
         raise UsageError(f"episodes must be >= 1 and warmup >= 0 (whole numbers), got {episodes!r} and {warmup!r}")
-    reward_name = _reward_name(reward)
-    x_val, y_val = _reward_set(val_data)
+    if int(actor_every) != actor_every or actor_every < 0 or int(rescore_top) != rescore_top or rescore_top < 1:
+        raise UsageError(f"actor_every must be >= 0 and rescore_top >= 1 (whole numbers), got {actor_every!r} "
+                         f"and {rescore_top!r}")
+    make_searcher = searcher_class(method)
+    name_of_reward = reward_name(reward)
     analysis = ChannelGraph(model)
     groups = [g for g in analysis.groups if g.prunable]
     if not groups:
         raise PolicyError(no_prunable_message(analysis))
+    strategy = make_strategy(strategy)
+    replicas = strategy.num_replicas_in_sync
+    x_val, y_val = labelled_set(val_data, "val_data", replicas)
+    rescore = None if rescore_data is None else labelled_set(rescore_data, "rescore_data", replicas)
     cost_model = CostModel(analysis, metric, latency=latency_table)
     budget = make_budget(cost_model, target, lbound, round_to)
     macs_model = cost_model if metric == "macs" else CostModel(analysis, "macs")
@@ -217,9 +231,9 @@ def search(model, val_data, *, target_macs=None, target_params=None, target_late
         "model": model.name, "weights": digest(*model.get_weights()),
         "groups": [[g.name, g.channels] for g in groups],
         "budget": {"metric": metric, "target": float(target)}, "lbound": float(lbound), "round_to": int(round_to),
-        "reward": reward_name, "reward_set": digest(x_val, y_val),
+        "reward": name_of_reward, "reward_set": digest(x_val, y_val),
         "calibration": None if calib is None else digest(calib), "seed": int(seed), "warmup": int(warmup),
-        "fill_budget": fill_budget,
+        "fill_budget": fill_budget, "method": method, "actor_every": int(actor_every) if method == "ddpg" else 0,
         "agent": config.as_dict(),
     }
     if metric == "latency":
@@ -230,141 +244,152 @@ def search(model, val_data, *, target_macs=None, target_params=None, target_late
                         upgrade=_with_later_defaults)
     resumed = run.open(resume) if run else None
 
-    masked = MaskedModel(model, analysis, calib)  # the sampling seed of tfmc.prune: the reward is its model's
-    plain_eval_seconds = _second_call_seconds(masked.predict, x_val)
-    plain_calibration_seconds = 0.0 if calib is None else _second_call_seconds(masked.predict, calib)
-
-    memo = {}  # a built-in reward of a policy is deterministic: a policy seen before is not evaluated again
-
-    def score(counts):
-        """(value, accuracy, MACs, params, whether the policy was evaluated now)."""
-        if callable(reward):  # a user's function may keep state: call it every time
-            return evaluate_policy(counts) + (True,)
-        key = _policy_key(counts)
-        fresh = key not in memo
-        if fresh:
-            memo[key] = evaluate_policy(counts)
-        return memo[key] + (fresh,)
-
-    def evaluate_policy(counts):
-        masked.apply(counts)
-        logits = masked.predict(x_val)
-        accuracy = float(np.mean(np.argmax(logits, axis=-1) == y_val))
-        macs, params = macs_model.total(counts), params_model.total(counts)
-        if callable(reward):
-            value = float(reward(y_val, logits))
-        elif reward == "acc":
-            value = accuracy
-        else:
-            value = -(1.0 - accuracy) * math.log(macs if reward == "acc_flops" else params)
-        return value, accuracy, macs, params
-
+    evaluator = RewardEvaluator(model, analysis, reward, x_val, y_val, macs_model, params_model, calib, strategy)
+    plain_eval_seconds = _second_call_seconds(evaluator.logits, x_val)
+    plain_calibration_seconds = 0.0 if calib is None else _second_call_seconds(evaluator.masked.predict, calib)
+    history = [] if resumed is None else resumed.history
     scored = {}
 
-    def evaluate(counts):
-        value, accuracy, macs, params, fresh = score(counts)
-        was_nan = not math.isfinite(value)
-        if was_nan:
-            worst = _worst(history, reward, macs, params)
-            warnings.warn(f"AMC episode {len(history) + 1}: the reward was {value}; it gets the worst reward "
-                          f"{worst:.6g} and the search goes on", RuntimeWarning, stacklevel=3)
-            value = worst
-        scored["last"] = value, accuracy, macs, params, was_nan, fresh
-        return value
+    def score(counts):
+        scored["last"] = evaluator.score(counts, len(history) + 1)
+        return scored["last"]
 
-    env = PruningEnv(analysis, cost_model, budget, evaluate=evaluate, lbound=lbound, round_to=round_to,
-                     fill_budget=fill_budget)
-    agent = AmcAgent(env.observation_spec(), env.action_spec(), config, seed=seed)
-    history, best = [], None
+    env = PruningEnv(analysis, cost_model, budget, evaluate=lambda counts: score(counts).value, lbound=lbound,
+                     round_to=round_to, fill_budget=fill_budget)
+    searcher = make_searcher(env, score, episodes=episodes, warmup=warmup, seed=seed, config=config,
+                             actor_every=actor_every)
+    best = None
     if resumed is not None:
-        agent.restore(resumed.directory, resumed.state["agent"])
-        best, history = resumed.state["best"], resumed.history
-        if not callable(reward):  # a resumed search knows the policies the first run scored
-            for row in history:
-                memo[_policy_key(row["channels"])] = row["reward"], row["accuracy"], row["macs"], row["params"]
+        state = resumed.state.get("searcher") or {"agent": resumed.state["agent"]}  # "agent": before the searchers
+        searcher.restore(resumed.directory, state, history)
+        best = resumed.state["best"]
+        evaluator.resume(history)
 
-    total = warmup + episodes
+    total = searcher.total
     bar = _progress(total, len(history), progress)
     names = [g.name for g in groups]
     ran = 0
     while len(history) < total and (stop_after is None or ran < stop_after):
-        episode = len(history)
         started = time.perf_counter()
-        step, transitions = env.reset(), []
-        while not step.is_last():
-            action = agent.act(step.observation, episode, warmup)
-            following = env.step(np.array([action], np.float32))
-            recorded = env.last_action if config.learn_from == "applied" else action
-            transitions.append((step.observation, recorded, following.observation, following.is_last()))
-            step = following
-        result = env.last_episode
-        value, accuracy, macs, params, was_nan, evaluated = scored["last"]
-        agent.remember(transitions, value)
-        loss = agent.learn(len(transitions)) if episode >= warmup else None
-        row = {
-            "episode": episode + 1, "phase": "warmup" if episode < warmup else "explore", "reward": value,
-            "accuracy": accuracy, "macs": int(macs), "params": int(params), "cost": float(result["cost"]),
-            "cost_fraction": float(result["cost"] / budget.full),
-            "sigma": float(agent.sigma(episode, warmup)) if episode >= warmup else None,
-            "baseline": float(agent.baseline), "loss": loss, "reward_was_nan": was_nan,
-            "evaluated": evaluated,
-            "keep": {g.name: result["counts"][g.name] / g.channels for g in groups},
-            "channels": dict(result["counts"]),
-        }
-        if best is None or value > best["reward"]:
-            best = {"reward": value, "accuracy": accuracy, "episode": episode + 1, "counts": dict(result["counts"]),
-                    "macs": int(macs), "params": int(params), "cost": float(result["cost"])}
-        row["best_reward"] = best["reward"]
+        row = _row(len(history) + 1, searcher.episode(len(history)), scored["last"], budget, groups)
+        if row["eligible"] and (best is None or row["reward"] > best["reward"]):
+            best = {key: row[key] for key in ("reward", "accuracy", "episode", "macs", "params", "cost")}
+            best["counts"] = dict(row["channels"])
+        row["best_reward"] = None if best is None else best["reward"]
         row["seconds"] = time.perf_counter() - started
         history.append(row)
         ran += 1
         if run:
-            run.scalars(episode + 1, {"reward": value, "accuracy": accuracy, "best_reward": best["reward"],
-                                      "cost_fraction": row["cost_fraction"]})
-            run.append(row)
-            done = len(history)
-            run.checkpoint(done, lambda directory: {"episodes_done": done, "best": best,
-                                                    "agent": agent.save(directory)})
-            if done % _CSV_EVERY == 0:
-                _history_csv(run, history, names)
+            _record(run, searcher, history, best, names)
         bar.update(1)
-        bar.set_postfix(reward=f"{value:.4f}", best=f"{best['reward']:.4f}")
+        bar.set_postfix(reward=f"{row['reward']:.4f}", best="-" if best is None else f"{best['reward']:.4f}")
     bar.close()
-    masked.restore()
+    if best is None:  # stopped before the greedy allocation: the budget has no policy yet
+        raise UsageError(f"the search stopped after {len(history)} episodes, before any policy within the budget; "
+                         "resume it")
+
+    rescored = []
+    if rescore is not None:
+        rescored = _rescore(evaluator, history, rescore, rescore_top)
+        chosen = max(rescored, key=lambda r: (r["rescore_reward"], r["reward"]))
+        best = next(dict(row, counts=row["channels"]) for row in history if row["episode"] == chosen["episode"])
+    evaluator.restore()
     if run:
         _history_csv(run, history, names)
 
-    policy = _policy(groups, best["counts"], round_to, {
-        "method": "amc", "budget": {"metric": metric, "target": float(target), "limit": float(budget.limit),
-                                    "original": float(budget.full)},
+    metadata = {
+        "method": "amc", "search": method,
+        "budget": {"metric": metric, "target": float(target), "limit": float(budget.limit),
+                   "original": float(budget.full)},
         "kept_channels": dict(best["counts"]), "channels": {g.name: g.channels for g in groups},
         "macs": best["macs"], "params": best["params"], "cost": best["cost"],
-        "reward": reward_name, "reward_value": best["reward"], "reward_accuracy": best["accuracy"],
+        "reward": name_of_reward, "reward_value": best["reward"], "reward_accuracy": best["accuracy"],
         "episode": best["episode"], "seed": int(seed), "fill_budget": fill_budget,
-    })
+    }
+    if rescored:
+        chosen = next(r for r in rescored if r["episode"] == best["episode"])
+        metadata.update(rescore_value=chosen["rescore_reward"], rescore_accuracy=chosen["rescore_accuracy"],
+                        rescored_policies=len(rescored))
+    policy = _policy(groups, best["counts"], round_to, metadata)
     result = SearchResult(
         policy=policy, history=history, best_reward=best["reward"], best_accuracy=best["accuracy"],
         best_episode=best["episode"], budget=budget, episodes_done=len(history), complete=len(history) >= total,
         plain_eval_seconds=plain_eval_seconds, plain_calibration_seconds=plain_calibration_seconds,
-        out_dir=run.dir if run else None,
+        out_dir=run.dir if run else None, method=method, rescored=rescored,
+        evaluations=sum(1 for row in history if row["evaluated"]),
     )
     if run:
-        from tfmc.amc import plots
-
-        policy.to_json(run.path("best_policy.json"))
-        plots.plot_keep_ratios(policy, run.path("keep_ratios.png"))
-        run.plot("rewards.png", history, "episode", {"reward": "reward", "best so far": "best_reward"}, "AMC search",
-                 "reward")
+        _plots(run, policy, history)
     return result
 
 
-def _with_later_defaults(fingerprint):
-    """A stored fingerprint with the settings added since format 2 at their defaults (its search ran with them)."""
-    fingerprint = dict(fingerprint)
-    fingerprint.setdefault("fill_budget", False)
-    if isinstance(fingerprint.get("agent"), dict):
-        fingerprint["agent"] = {**AgentConfig().as_dict(), **fingerprint["agent"]}
-    return fingerprint
+def _row(episode, fields, score, budget, groups):
+    """A history row from the searcher's fields and the Score of its policy."""
+    counts = fields.pop("counts")
+    row = {"episode": episode, "phase": fields.pop("phase"), "reward": score.value, "accuracy": score.accuracy,
+           "macs": int(score.macs), "params": int(score.params), "cost": fields.pop("cost")}
+    row["cost_fraction"] = row["cost"] / budget.full
+    row.update({key: None for key in ("sigma", "baseline", "loss", "critic_loss", "actor_loss", "mean_q")})
+    row.update(fields)
+    row.update(reward_was_nan=score.was_nan, evaluated=score.evaluated,
+               keep={g.name: counts[g.name] / g.channels for g in groups}, channels=dict(counts))
+    return row
+
+
+def _record(run, searcher, history, best, names):
+    """After an episode: TensorBoard scalars, the journal row, the checkpoint, now and then the CSV."""
+    row = history[-1]
+    scalars = {"reward": row["reward"], "accuracy": row["accuracy"], "best_reward": row["best_reward"],
+               "cost_fraction": row["cost_fraction"], **{k: row[k] for k in _DIAGNOSTICS}}
+    scalars.update({f"actor_keep/{g}": v for g, v in row.get("actor_keep", {}).items()})
+    if row["phase"] == "actor":
+        scalars["actor_reward"] = row["reward"]
+    run.scalars(row["episode"], scalars)
+    run.append(row)
+    done = len(history)
+    run.checkpoint(done, lambda directory: {"episodes_done": done, "best": best,
+                                            "searcher": searcher.save(directory)})
+    if done % _CSV_EVERY == 0:
+        _history_csv(run, history, names)
+
+
+def _rescore(evaluator, history, rescore, top):
+    """The ``top`` distinct eligible policies of highest reward, scored again on the second set."""
+    x, y = rescore
+    seen, rows = set(), []
+    for row in sorted((r for r in history if r.get("eligible", True)), key=lambda r: (-r["reward"], r["episode"])):
+        key = policy_key(row["channels"])
+        if key not in seen:
+            seen.add(key)
+            rows.append(row)
+        if len(rows) == top:
+            break
+    rescored = []
+    for row in rows:
+        value, accuracy = evaluator.rescore(row["channels"], x, y)
+        rescored.append({"episode": row["episode"], "reward": row["reward"], "accuracy": row["accuracy"],
+                         "rescore_reward": value, "rescore_accuracy": accuracy})
+    return rescored
+
+
+def _plots(run, policy, history):
+    from tfmc.amc import plots
+
+    policy.to_json(run.path("best_policy.json"))
+    plots.plot_keep_ratios(policy, run.path("keep_ratios.png"))
+    actor = [row for row in history if row["phase"] == "actor"]
+    run.plot("rewards.png", history, "episode", {"reward": "reward", "best so far": "best_reward"}, "AMC search",
+             "reward")
+    if any(row.get("critic_loss") is not None for row in history):
+        run.plot("diagnostics.png", history, "episode", {k.replace("_", " "): k for k in _DIAGNOSTICS},
+                 "DDPG diagnostics", "value")
+        groups = list(history[-1]["actor_keep"])
+        flat = [dict(episode=row["episode"], **row["actor_keep"]) for row in history]
+        run.plot("actor_keep.png", flat, "episode", {g: g for g in groups}, "actor keep ratio per group (no noise)",
+                 "keep ratio")
+    if actor:
+        run.plot("actor_rewards.png", actor, "episode", {"noise-free actor": "reward"},
+                 "reward of the actor's own policy", "reward")
 
 
 def _history_csv(run, history, groups):
@@ -372,16 +397,23 @@ def _history_csv(run, history, groups):
     columns = list(HISTORY_COLUMNS) + [f"keep:{g}" for g in groups] + [f"channels:{g}" for g in groups]
     rows = []
     for row in history:
-        flat = {k: row[k] for k in HISTORY_COLUMNS}
+        flat = {k: row.get(k) for k in HISTORY_COLUMNS}
         flat.update({f"keep:{g}": row["keep"][g] for g in groups})
         flat.update({f"channels:{g}": row["channels"][g] for g in groups})
         rows.append(flat)
     run.write_csv(rows, columns)
 
 
-def _policy_key(counts):
-    """The memo key of a policy given as {group: kept count} (also as read back from history.jsonl)."""
-    return tuple(sorted(counts.items()))
+def _with_later_defaults(fingerprint):
+    """A stored fingerprint with the settings added since format 2 at the values its search ran with."""
+    fingerprint = dict(fingerprint)
+    fingerprint.setdefault("fill_budget", False)
+    fingerprint.setdefault("method", "ddpg")
+    fingerprint.setdefault("actor_every", 0)  # searches before it had no noise-free episodes
+    if isinstance(fingerprint.get("agent"), dict):
+        legacy = {"reward_scale": "none", "updates": 1}  # how searches before these settings learnt
+        fingerprint["agent"] = {**AgentConfig().as_dict(), **legacy, **fingerprint["agent"]}
+    return fingerprint
 
 
 def _second_call_seconds(function, x):
@@ -390,15 +422,6 @@ def _second_call_seconds(function, x):
     started = time.perf_counter()
     function(x)
     return time.perf_counter() - started
-
-
-def _worst(history, reward, macs, params):
-    """The reward a NaN episode gets: the lowest seen so far, and no more than the built-in reward at accuracy 0."""
-    finite = [row["reward"] for row in history if math.isfinite(row["reward"])]
-    if callable(reward):
-        return min(finite) if finite else 0.0
-    floor = {"acc": 0.0, "acc_flops": -math.log(macs), "acc_params": -math.log(params)}[reward]
-    return min(finite + [floor])
 
 
 def _progress(total, done, enabled):

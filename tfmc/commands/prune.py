@@ -65,6 +65,17 @@ def add_search_arguments(parser):
     group.add_argument("--fill-budget", action="store_true",
                        help="clamp keep ratios from below too, so every policy spends the whole budget "
                             "(for --reward acc; default: the paper's wall alone)")
+    group.add_argument("--search", default="ddpg", metavar="NAME",
+                       help="how policies are proposed: ddpg (the AMC agent, default), random (uniform random keep "
+                            "ratios through the same wall) or greedy (per-group sensitivity, then an allocation)")
+    group.add_argument("--rescore-top", type=int, default=5,
+                       help="re-score this many best distinct policies on the second half of the validation split "
+                            "and choose the best there (the first half is the reward set); 0: no re-scoring, the "
+                            "whole split is the reward set (default 5)")
+    group.add_argument("--actor-every", type=int, default=10,
+                       help="ddpg: score the actor's noise-free policy every this many learning episodes (default 10)")
+    group.add_argument("--reward-scale", choices=["none", "spread"], default="none",
+                       help="ddpg: divide the centred rewards by their spread (default none, the paper)")
     group.add_argument("--finetune-epochs", type=int, default=0, help="fine-tune the pruned model this many epochs")
     group.add_argument("--finetune-lr", type=float, default=1e-3, help="fine-tuning learning rate, Adam (default 1e-3)")
     group.add_argument("--resume", action="store_true", help="continue the search checkpointed in --out")
