@@ -51,6 +51,7 @@ METHODS = {
     "ddpg": ("ddpg", {}),
     "ddpg_spread": ("ddpg", {"reward_scale": "spread"}),
     "ddpg_updates4": ("ddpg", {"updates": 4}),
+    "ddpg_spread_reward": ("ddpg", {"reward_scale": "spread", "targets": "reward"}),
     "random": ("random", {}),
     "greedy": ("greedy", {}),
 }
@@ -58,6 +59,7 @@ LABELS = {
     "ddpg": "DDPG (the paper's settings)",
     "ddpg_spread": "DDPG, rewards scaled by their spread",
     "ddpg_updates4": "DDPG, 4 updates per transition",
+    "ddpg_spread_reward": "DDPG, rewards scaled by their spread, critic targets the reward",
     "random": "random search",
     "greedy": "greedy sensitivity allocation",
     "uniform": "uniform keep ratio",

@@ -45,6 +45,10 @@ def test_search_applies_fine_tunes_and_saves(searched, saved_model, capsys):
     assert "| model | test accuracy | MACs | of original | params | of original |" in summary
     assert "| original | " in summary and "| AMC policy, reconstructed | " in summary
     assert "| AMC policy, fine-tuned 1 epochs | " in summary
+    meta = policy["metadata"]  # re-scored on the second half of the validation split, both figures reported
+    assert meta["search"] == "ddpg" and 1 <= meta["rescored_policies"] <= 4
+    assert (f"second split: reward {meta['rescore_value']:.4f}, accuracy {meta['rescore_accuracy']:.4f}, best of "
+            f"{meta['rescored_policies']} re-scored") in summary.splitlines()[0]
     assert len((out / "history.csv").read_text().splitlines()) == 5
 
 
@@ -69,6 +73,10 @@ def test_bad_input_is_one_line_and_exit_code_2(searched, saved_model, tmp_path, 
          "not both"),
         (["prune", path, "--target-macs", "0.5", "--data", "digits", "--sigma-decay", "1.5", "--out",
           str(tmp_path / "d")], "tfmc prune: error: --sigma-decay must be in (0, 1], got 1.5"),
+        (["prune", path, "--target-macs", "0.5", "--data", "digits", "--search", "annealing", "--out",
+          str(tmp_path / "e")], "tfmc prune: error: unknown search 'annealing'; expected one of ddpg, greedy, random"),
+        (["prune", path, "--target-macs", "0.5", "--data", "digits", "--rescore-top", "-1", "--out",
+          str(tmp_path / "f")], "tfmc prune: error: --rescore-top must be >= 0, got -1"),
         (argv,
          f"tfmc prune: error: {out} already holds an AMC search (4 episodes done); resume it (resume=True, --resume) "
          "or choose another folder"),

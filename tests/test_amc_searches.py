@@ -7,7 +7,7 @@ import pytest
 
 import tiny_models
 import tfmc
-from tfmc import amc, cli
+from tfmc import amc
 from tfmc._keras import tf
 from tfmc.amc.budget import CostModel, make_budget
 from tfmc.amc.env import PruningEnv
@@ -181,17 +181,14 @@ def test_the_reward_spread_scales_the_centred_rewards(residual):
     for r in rewards:
         agent.remember([(obs, 0.5, obs, True)], r)
     assert agent.reward_spread() == pytest.approx(np.std(rewards, ddof=1))
+    for targets, done in (("bootstrap", [0.0, 1.0]), ("reward", [1.0, 1.0])):  # "reward": every step its own target
+        other = amc.AmcAgent(env.observation_spec(), env.action_spec(), amc.AgentConfig(targets=targets), seed=0)
+        other.remember([(obs, 0.5, obs, False), (obs, 0.5, obs, True)], 0.8)
+        assert other.buffer.done[:2].tolist() == done
     with pytest.raises(ValueError, match="reward_scale must be 'none' or 'spread', got 'rank'"):
         amc.AgentConfig(reward_scale="rank")
+    with pytest.raises(ValueError, match="targets must be 'bootstrap' or 'reward', got 'td'"):
+        amc.AgentConfig(targets="td")
     with pytest.raises(ValueError, match="updates must be a whole number >= 1, got 0"):
         amc.AgentConfig(updates=0)
 
-
-def test_the_command_line_refuses_an_unknown_search_in_one_line(tmp_path, capsys):
-    path = tmp_path / "chain.keras"
-    tiny_models.chain_cnn(input_shape=(16, 16, 3)).save(path)
-    code = cli.main(["prune", str(path), "--target-macs", "0.5", "--data", "digits", "--out", str(tmp_path / "run"),
-                     "--search", "annealing"])
-    assert code == 2
-    assert capsys.readouterr().err.strip().splitlines() == [
-        "tfmc prune: error: unknown search 'annealing'; expected one of ddpg, greedy, random"]

@@ -14,6 +14,15 @@ with each sampled batch's mean reward instead, as the authors' code does.
 A transition records the action the environment applied (after the action
 wall); ``learn_from="proposed"`` records the agent's own, as the authors'
 code does.
+``reward_scale="spread"`` also divides the centred rewards by the standard
+deviation of the episode rewards so far, so that the critic's targets have
+unit scale however close the accuracies of the policies are; ``updates``
+runs that many DDPG updates per transition instead of one;
+``targets="reward"`` makes every transition terminal for the critic, so
+that Q(s, a) estimates the episode reward each transition carries instead
+of adding the rewards of the steps after it. These are tfmc's additions (not in the paper); ``learn`` returns the critic and actor losses
+and ``mean_q`` the critic's value of transitions, the diagnostics a search
+records per episode.
 
 All randomness after the networks' initialisation comes from one numpy
 Generator whose state is saved with the checkpoint, so a resumed search
@@ -57,6 +66,10 @@ class AgentConfig:
     reward_scale: str = "none"
     # DDPG updates per transition of the episode (the paper: 1)
     updates: int = 1
+    # the critic's target: "bootstrap" (the paper: reward + Q of the next step, discount 1, so a step's value
+    # adds the rewards of the steps after it) or "reward" (every transition ends its own target: Q(s, a) estimates
+    # the episode's reward itself, which every transition carries)
+    targets: str = "bootstrap"
 
     def __post_init__(self):
         if self.baseline not in ("episode", "batch"):
@@ -67,6 +80,8 @@ class AgentConfig:
             raise UsageError(f"learn_from must be 'applied' or 'proposed', got {self.learn_from!r}")
         if self.reward_scale not in ("none", "spread"):
             raise UsageError(f"reward_scale must be 'none' or 'spread', got {self.reward_scale!r}")
+        if self.targets not in ("bootstrap", "reward"):
+            raise UsageError(f"targets must be 'bootstrap' or 'reward', got {self.targets!r}")
         if int(self.updates) != self.updates or self.updates < 1:
             raise UsageError(f"updates must be a whole number >= 1, got {self.updates!r}")
 
@@ -210,7 +225,7 @@ class AmcAgent:
     def remember(self, transitions, reward):
         """Store an episode's (observation, action, next observation, done) with its final reward; update the baseline."""
         for observation, action, next_observation, done in transitions:
-            self.buffer.add(observation, action, reward, next_observation, done)
+            self.buffer.add(observation, action, reward, next_observation, done or self.config.targets == "reward")
         count, mean, m2 = self.rewards
         count += 1
         delta = reward - mean
