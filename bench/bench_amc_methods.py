@@ -48,7 +48,7 @@ from harness import markdown_table, mean_and_error, paired, score  # noqa: E402
 
 # name -> (searcher, AgentConfig changes)
 METHODS = {
-    "ddpg": ("ddpg", {}),
+    "ddpg": ("ddpg", {"reward_scale": "none", "targets": "bootstrap", "updates": 1}),
     "ddpg_spread": ("ddpg", {"reward_scale": "spread"}),
     "ddpg_updates4": ("ddpg", {"updates": 4}),
     "ddpg_spread_reward": ("ddpg", {"reward_scale": "spread", "targets": "reward"}),

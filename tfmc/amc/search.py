@@ -213,12 +213,12 @@ def search(model, val_data, *, target_macs=None, target_params=None, target_late
     groups = [g for g in analysis.groups if g.prunable]
     if not groups:
         raise PolicyError(no_prunable_message(analysis))
+    cost_model = CostModel(analysis, metric, latency=latency_table)
+    budget = make_budget(cost_model, target, lbound, round_to)
     strategy = make_strategy(strategy)
     replicas = strategy.num_replicas_in_sync
     x_val, y_val = labelled_set(val_data, "val_data", replicas)
     rescore = None if rescore_data is None else labelled_set(rescore_data, "rescore_data", replicas)
-    cost_model = CostModel(analysis, metric, latency=latency_table)
-    budget = make_budget(cost_model, target, lbound, round_to)
     macs_model = cost_model if metric == "macs" else CostModel(analysis, "macs")
     params_model = cost_model if metric == "params" else CostModel(analysis, "params")
     config = agent_config or AgentConfig()
@@ -411,7 +411,7 @@ def _with_later_defaults(fingerprint):
     fingerprint.setdefault("method", "ddpg")
     fingerprint.setdefault("actor_every", 0)  # searches before it had no noise-free episodes
     if isinstance(fingerprint.get("agent"), dict):
-        legacy = {"reward_scale": "none", "updates": 1}  # how searches before these settings learnt
+        legacy = {"reward_scale": "none", "updates": 1, "targets": "bootstrap"}  # how searches before these learnt
         fingerprint["agent"] = {**AgentConfig().as_dict(), **legacy, **fingerprint["agent"]}
     return fingerprint
 
