@@ -20,7 +20,10 @@ unit scale however close the accuracies of the policies are; ``updates``
 runs that many DDPG updates per transition instead of one;
 ``targets="reward"`` makes every transition terminal for the critic, so
 that Q(s, a) estimates the episode reward each transition carries instead
-of adding the rewards of the steps after it. These are tfmc's additions (not in the paper); ``learn`` returns the critic and actor losses
+of adding the rewards of the steps after it. These are tfmc's additions,
+and the first two its defaults: with the paper's settings the actor's
+output rose to the top of its range in every group and the search
+collapsed onto one policy (docs/amc.md, "What the diagnostics showed") (not in the paper); ``learn`` returns the critic and actor losses
 and ``mean_q`` the critic's value of transitions, the diagnostics a search
 records per episode.
 
@@ -41,7 +44,10 @@ from tfmc.errors import OutputError, UsageError
 
 @dataclasses.dataclass
 class AgentConfig:
-    """DDPG hyper-parameters (defaults: the paper's)."""
+    """DDPG hyper-parameters: the paper's, except ``reward_scale="spread"`` and ``targets="reward"`` (docs/amc.md).
+
+    ``AgentConfig(reward_scale="none", targets="bootstrap")`` is the paper's agent.
+    """
 
     hidden: tuple = (300, 300)
     actor_lr: float = 1e-4
@@ -61,15 +67,15 @@ class AgentConfig:
     # which action a transition records: "applied" (after the action wall) or "proposed" (the agent's own,
     # before the wall, as the authors' code stores it)
     learn_from: str = "applied"
-    # "none": rewards less the baseline (the paper); "spread": also divided by the standard deviation of the
-    # episode rewards so far, so that the critic's targets have unit scale whatever the spread of accuracies
-    reward_scale: str = "none"
+    # "none": rewards less the baseline (the paper); "spread" (tfmc's default): also divided by the standard
+    # deviation of the episode rewards so far, so that the critic's targets have unit scale
+    reward_scale: str = "spread"
     # DDPG updates per transition of the episode (the paper: 1)
     updates: int = 1
     # the critic's target: "bootstrap" (the paper: reward + Q of the next step, discount 1, so a step's value
-    # adds the rewards of the steps after it) or "reward" (every transition ends its own target: Q(s, a) estimates
-    # the episode's reward itself, which every transition carries)
-    targets: str = "bootstrap"
+    # adds the rewards of the steps after it) or "reward" (tfmc's default: every transition ends its own target,
+    # Q(s, a) estimates the episode's reward itself, which every transition carries)
+    targets: str = "reward"
 
     def __post_init__(self):
         if self.baseline not in ("episode", "batch"):

@@ -102,7 +102,7 @@ def run_search(args):
         episodes=args.episodes, warmup=args.warmup, lbound=args.lbound, round_to=args.round_to, out_dir=args.out,
         resume=args.resume, seed=args.seed, progress=not args.no_progress,
         agent_config=amc.AgentConfig(sigma_decay=args.sigma_decay, warmup_actions=args.warmup_actions,
-                                     reward_scale=args.reward_scale),
+                                     reward_scale=args.reward_scale, targets=args.critic_targets),
         fill_budget=args.fill_budget, method=args.search, rescore_data=rescore_set,
         rescore_top=max(args.rescore_top, 1), actor_every=args.actor_every, strategy=args.strategy,
     )

@@ -154,7 +154,8 @@ def search(model, val_data, *, target_macs=None, target_params=None, target_late
       progress: show a progress bar on stderr.
       stop_after: run at most this many episodes in this call, then return
         (the checkpoint lets a later call with ``resume=True`` go on).
-      agent_config: an AgentConfig (default: the paper's settings).
+      agent_config: an AgentConfig (default: ``AgentConfig()``, the paper's agent with rewards scaled by
+        their spread and the reward as the critic's target).
       max_calib_images: calibration images used for reconstruction.
       method: "ddpg" (the paper's agent), "random" (uniform random keep
         ratios through the same wall) or "greedy" (per-group sensitivity
