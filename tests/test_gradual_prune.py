@@ -289,3 +289,50 @@ def test_cli_prunes_during_training_and_writes_the_stripped_model(tmp_path, caps
         assert message in capsys.readouterr().err
     assert cli.main(["prune", str(path), "--ratios", "0.5", "--gradual-epochs", "1", "--out", str(tmp_path / "x")]) == 2
     assert "--gradual-epochs trains the model while it prunes it: give --data" in capsys.readouterr().err
+
+
+def test_stripped_model_goes_through_qat_to_an_int_tflite(tmp_path):
+    # the README recipe: prune during fit, strip, tfmc.quantize, QAT, export
+    masked = _compiled(tfmc.prunable(tiny_models.chain_cnn(), 0.5, round_to=1, schedule=PolynomialDecay(0, 4)))
+    _fit(masked, 6, [tfmc.UpdateMasks(update_every=2)])
+    small = tfmc.strip(masked)
+    assert [small.get_layer(n).filters for n in ("conv1", "conv2", "conv3")] == [8, 12, 16]
+    qat = tfmc.quantize(small, tfmc.BitPolicy({"conv1": (8, 8), "conv2": (4, 8)}))
+    assert qat.get_layer("quant_conv2").weights[0].shape == small.get_layer("conv2").kernel.shape == (3, 3, 8, 12)
+    x = tiny_models.images(32, seed=4)
+    tfmc.train.fit(qat, x, np.arange(32) % 10, epochs=1, batch_size=16, copy=False)
+    exported = tfmc.export.to_tflite(qat, str(tmp_path / "small.tflite"), mode="qat", representative_data=x)
+    assert (exported.layer("conv1").ops, exported.layer("conv1").weights) == (["CONV_2D"], ["int8"])
+    assert exported.layer("conv2").weights == ["int4"]
+    assert exported.agreement.rate >= 0.75
+
+
+def test_cli_prunes_during_training_with_a_policy_file_and_with_an_amc_search(tmp_path, capsys):
+    from tfmc import cli
+
+    path = tmp_path / "chain.keras"
+    model = tiny_models.chain_cnn(input_shape=(8, 8, 1))
+    model.save(path)
+    policy_path = PrunePolicy({"conv2": 0.5, "fc1": 0.25}, round_to=4).to_json(tmp_path / "policy.json")
+    out = tmp_path / "by_policy"
+    assert cli.main(["prune", str(path), "--ratios", str(policy_path), "--data", "digits", "--out", str(out),
+                     "--gradual-epochs", "1"]) == 0
+    small = keras.models.load_model(out / "pruned.keras")
+    assert [small.get_layer(n).filters for n in ("conv1", "conv2", "conv3")] == [16, 12, 32]
+    assert small.get_layer("fc1").units == 4  # round(20 * 0.25) = 5, to a multiple of 4
+
+    out = tmp_path / "by_amc"
+    assert cli.main(["prune", str(path), "--target-macs", "0.5", "--data", "digits", "--out", str(out),
+                     "--gradual-epochs", "1", "--episodes", "2", "--warmup", "2", "--calib-images", "64",
+                     "--fill-budget", "--no-progress"]) == 0
+    searched = PrunePolicy.from_json(out / "best_policy.json")
+    small = keras.models.load_model(out / "pruned.keras")
+    assert not mask_layers(small)
+    # the AMC result's channel counts and MACs, reached by pruning during training
+    assert tfmc.count_macs(small) == searched.metadata["macs"] <= 0.5 * tfmc.count_macs(model)
+    assert {n: small.get_layer(n).filters for n in ("conv1", "conv2", "conv3")} == {
+        n: searched.metadata["kept_channels"][n] for n in ("conv1", "conv2", "conv3")}
+    summary = (out / "summary.md").read_text()
+    assert "| AMC policy, reconstructed | " in summary
+    assert "Pruned during training with the policy:" in summary
+    assert "| test accuracy (pruned during 1 epochs) | " in summary
