@@ -2,7 +2,8 @@
 
 Run: .venv/bin/python bench/bench_gradual.py [--targets 0.5,0.3] [--seeds 3] [--epochs 1] [--ratios uniform[,amc]]
                                              [--train-images N] [--lr 1e-3] [--calib-images 500]
-                                             [--amc-episodes 300] [--amc-warmup 100] [--no-write]
+                                             [--amc-episodes 300] [--amc-warmup 100] [--amc-reward-images N]
+                                             [--amc-fill-budget] [--amc-policies DIR] [--search-only] [--no-write]
 
 The model is the cached mobilenet_v2_small reference (bench/reference.py,
 trained 10 epochs on the 55,000 Fashion-MNIST training images). For each
@@ -19,7 +20,10 @@ target fraction of its MACs, ratio source and seed:
 Both are scored on the official 10,000-image test set; their MACs must be
 equal. Ratio sources: ``uniform`` is the largest single keep ratio whose
 pruned MACs fit the target (bench_amc.heuristic_policy); ``amc`` is one
-``tfmc.amc.search`` per seed with the validation split as reward set.
+``tfmc.amc.search`` per seed (search seed = training seed) with the
+validation split, or its first --amc-reward-images, as reward set; with
+--amc-policies DIR the policies are kept there and reused by a later run
+with the same settings (--search-only runs just the searches).
 With --train-images N each seed trains on the same random N of the 55,000
 training images (drawn with that seed) in both arms.
 """
@@ -55,11 +59,50 @@ def uniform_policy(model, target):
     return policy
 
 
-def amc_policy(model, target, dataset, calib, seed, episodes, warmup):
+def amc_settings(args, info):
+    """The model and search settings an AMC policy file must have been found with (kept in its metadata)."""
+    return {"model": info["cache_key"], "episodes": args.amc_episodes, "warmup": args.amc_warmup,
+            "reward_images": args.amc_reward_images, "fill_budget": args.amc_fill_budget,
+            "calib_images": args.calib_images}
+
+
+def amc_policy(model, info, target, dataset, calib, seed, args):
+    """One ``tfmc.amc.search`` at ``target`` of the MACs with ``seed``, or its policy from --amc-policies when found there.
+
+    The reward set is the first --amc-reward-images of the validation split
+    (all 5,000 when unset). With --amc-policies DIR the policy is written to
+    ``DIR/amc_macs<target>_seed<seed>.json`` with the search settings in its
+    metadata and read back, instead of searching again, when those settings
+    match; a file found with other settings stops the run (never reused).
+
+    Returns:
+      (policy, seconds the search took, also when read from a file).
+    """
+    settings = amc_settings(args, info)
+    path = os.path.join(args.amc_policies, f"amc_macs{target:g}_seed{seed}.json") if args.amc_policies else None
+    if path and os.path.exists(path):
+        policy = tfmc.PrunePolicy.from_json(path)
+        if policy.metadata.get("bench_gradual") != settings:
+            raise SystemExit(f"{path} was searched with {policy.metadata.get('bench_gradual')}, not {settings}: "
+                             "move it away or give another --amc-policies folder")
+        print(f"AMC policy read from {path}", flush=True)
+        return policy, policy.metadata["search_seconds"]
+    n = args.amc_reward_images or len(dataset.y_val)
+    started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bench_gradual_amc_") as out:
-        result = amc.search(model, (dataset.x_val, dataset.y_val), target_macs=target, calib_data=calib,
-                            episodes=episodes, warmup=warmup, seed=seed, out_dir=out, progress=False)
-    return result.policy
+        result = amc.search(model, (dataset.x_val[:n], dataset.y_val[:n]), target_macs=target, calib_data=calib,
+                            episodes=args.amc_episodes, warmup=args.amc_warmup, seed=seed, out_dir=out,
+                            progress=False, fill_budget=args.amc_fill_budget)
+    seconds = time.monotonic() - started
+    policy = result.policy
+    policy.metadata["bench_gradual"] = settings
+    policy.metadata["search_seconds"] = round(seconds, 1)
+    print(f"AMC target {target:g} seed {seed}: best reward-set accuracy {result.best_accuracy:.4f} at episode "
+          f"{result.best_episode} of {result.episodes_done}, {seconds:.0f} s", flush=True)
+    if path:
+        os.makedirs(args.amc_policies, exist_ok=True)
+        policy.to_json(path)
+    return policy, seconds
 
 
 def fmt_mean(values):
@@ -80,6 +123,13 @@ def main():
     parser.add_argument("--calib-images", type=int, default=500)
     parser.add_argument("--amc-episodes", type=int, default=300)
     parser.add_argument("--amc-warmup", type=int, default=100)
+    parser.add_argument("--amc-reward-images", type=int, default=None,
+                        help="AMC reward set: the first N images of the validation split (default all 5,000)")
+    parser.add_argument("--amc-fill-budget", action="store_true",
+                        help="AMC with fill_budget=True (every policy spends the whole budget, as uniform does)")
+    parser.add_argument("--amc-policies", default=None,
+                        help="folder where each AMC policy is saved, and read back by a later run with the same settings")
+    parser.add_argument("--search-only", action="store_true", help="run (or read) the AMC searches and stop")
     parser.add_argument("--no-write", action="store_true", help="print the section instead of writing BENCHMARKS.md")
     args = parser.parse_args()
     targets = [float(t) for t in args.targets.split(",")]
@@ -100,7 +150,10 @@ def main():
     for target in targets:
         uniform = uniform_policy(model, target) if "uniform" in sources else None
         for source in sources:
+            if args.search_only and source != "amc":
+                continue
             entry = results.setdefault((target, source), {"oneshot": [], "gradual": [], "macs": set(),
+                                                          "before": [], "reward": [],
                                                           "seconds": {"oneshot": 0.0, "gradual": 0.0, "search": 0.0}})
             for seed in range(args.seeds):
                 if args.train_images:
@@ -112,11 +165,14 @@ def main():
                 if source == "uniform":
                     policy = uniform
                 else:
-                    t0 = time.monotonic()
-                    policy = amc_policy(model, target, dataset, calib, seed, args.amc_episodes, args.amc_warmup)
-                    entry["seconds"]["search"] += time.monotonic() - t0
+                    policy, seconds = amc_policy(model, info, target, dataset, calib, seed, args)
+                    entry["seconds"]["search"] += seconds
+                    entry["reward"].append(policy.metadata["reward_accuracy"])
+                    if args.search_only:
+                        continue
                 t0 = time.monotonic()
                 pruned = tfmc.prune(model, policy, calib_data=calib)
+                entry["before"].append(score(pruned, dataset.x_test, dataset.y_test).accuracy)
                 oneshot, _ = train.fit(pruned, x, y, epochs=args.epochs, batch_size=args.batch_size,
                                        learning_rate=args.lr, seed=seed)
                 entry["seconds"]["oneshot"] += time.monotonic() - t0
@@ -135,6 +191,8 @@ def main():
                 print(f"target {target} {source} seed {seed}: MACs {macs[0]:,} ({macs[0] / full_macs:.3f}); "
                       f"one-shot {a}, gradual {b} [{time.monotonic() - started:.0f} s]", flush=True)
 
+    if args.search_only:
+        return
     rows, goal_lines = [], []
     for (target, source), entry in results.items():
         a = [s.accuracy for s in entry["oneshot"]]
@@ -145,18 +203,25 @@ def main():
         macs = sorted(entry["macs"])
         macs_text = ", ".join(f"{m:,} ({m / full_macs:.3f})" for m in macs)
         goal = ("yes" if holds else "no") if len(a) > 1 else "n/a (1 seed)"
-        rows.append([f"{target:g}", source, macs_text, fmt_mean(a), fmt_mean(b),
+        rows.append([f"{target:g}", source, macs_text, fmt_mean(entry["before"]), fmt_mean(a), fmt_mean(b),
                      f"{diff.mean:+.2f} +- {se_text}", diff.record, goal])
         goal_lines.append(f"{target:g} / {source}: per-seed test accuracy (%) one-shot "
                           f"{', '.join(f'{100 * v:.2f}' for v in a)}; gradual {', '.join(f'{100 * v:.2f}' for v in b)}; "
                           f"time one-shot {entry['seconds']['oneshot']:.0f} s, gradual {entry['seconds']['gradual']:.0f} s"
-                          + (f", AMC searches {entry['seconds']['search']:.0f} s" if source == "amc" else "") + ".")
+                          + (f", AMC searches {entry['seconds']['search']:.0f} s (best reward-set accuracy "
+                             f"{', '.join(f'{v:.3f}' for v in entry['reward'])})" if source == "amc" else "") + ".")
 
     command = (f"python bench/bench_gradual.py --targets {args.targets} --seeds {args.seeds} --epochs {args.epochs} "
                f"--ratios {args.ratios} --lr {args.lr:g} --batch-size {args.batch_size} "
                f"--calib-images {args.calib_images}"
                + (f" --train-images {args.train_images}" if args.train_images else "")
-               + (f" --amc-episodes {args.amc_episodes} --amc-warmup {args.amc_warmup}" if "amc" in sources else ""))
+               + (f" --amc-episodes {args.amc_episodes} --amc-warmup {args.amc_warmup}" if "amc" in sources else "")
+               + (f" --amc-reward-images {args.amc_reward_images}" if "amc" in sources and args.amc_reward_images
+                  else "")
+               + (" --amc-fill-budget" if "amc" in sources and args.amc_fill_budget else "")
+               + (f" --amc-policies {args.amc_policies}" if "amc" in sources and args.amc_policies else ""))
+    reward_set = (f"the first {args.amc_reward_images:,} images of the validation split" if args.amc_reward_images
+                  else "the 5,000-image validation split")
     images = (f"a random {args.train_images:,} of the 55,000 training images per seed (the same ones in both arms)"
               if args.train_images else "all 55,000 training images")
     section = "\n".join([
@@ -173,15 +238,19 @@ def main():
         "power 3, masks re-selected about 20 times by UpdateMasks, then `tfmc.strip`). "
         f"Training images: {images}. Seeds 0..{args.seeds - 1}. Ratios: uniform = the largest single keep ratio whose "
         "pruned MACs fit the target (channels in multiples of 8)"
-        + ("; amc = one `tfmc.amc.search` per seed (validation split as reward set, "
-           f"{args.amc_episodes} episodes, {args.amc_warmup} warm-up)" if "amc" in sources else "")
+        + ("; amc = one `tfmc.amc.search` per seed, search seed = training seed (reward: top-1 accuracy on "
+           f"{reward_set} after least-squares reconstruction from the same {args.calib_images} training images, "
+           f"{args.amc_warmup} warm-up + {args.amc_episodes} learning episodes, "
+           + ("fill_budget=True so every policy spends the budget as uniform does" if args.amc_fill_budget
+              else "the paper's action wall") + ")" if "amc" in sources else "")
         + ". Accuracy: top-1 on the official 10,000-image test set (per-arm figure: mean over seeds +- its standard "
         "error, in %; one test score's binomial SE is about 0.3 points). Difference: paired per seed, gradual - "
         "one-shot, in points, +- its standard error; record = gradual wins/ties/losses. Goal "
         "\"gradual at least level with one-shot at equal epochs\": holds when difference + 2 SE >= 0. "
         "Both arms' stripped models have identical MACs (checked).",
         "",
-        markdown_table(["MACs target", "ratios", "MACs (fraction)", "one-shot (%)", "gradual (%)",
+        markdown_table(["MACs target", "ratios", "MACs (fraction)", "one-shot before fine-tuning (%)",
+                        "one-shot + fine-tuning (%)", "gradual (%)",
                         "gradual - one-shot (pts)", "W/T/L", "goal holds"], rows),
         "",
         *[f"- {line}" for line in goal_lines],
