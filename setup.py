@@ -23,6 +23,8 @@ setup(
         "matplotlib==3.11.2",
         "scipy==1.17.1",
         "tqdm==4.70.1",
+        "h5py==3.14.0",
+        "protobuf==7.36.2",
         "mlxtend==0.25.0",
     ],
     entry_points={
