@@ -57,7 +57,10 @@ def check_numbers(args, **rules):
         left at None are skipped.
 
     Example:
+      >>> args = argparse.Namespace(calib_images=200, qat_lr=0.0)
       >>> check_numbers(args, calib_images="count", qat_lr="positive")
+      Traceback (most recent call last):
+      tfmc.errors.UsageError: --qat-lr must be a finite number > 0, got 0.0
     """
     for dest, rule in rules.items():
         value = getattr(args, dest)

@@ -20,8 +20,13 @@ def model_format(path):
       ModelLoadError: the path is missing, or is none of the three.
 
     Example:
-      >>> model_format("model.keras")  # an HDF5 file renamed .keras gives "h5"
+      >>> model = tfmc.models.digits_cnn((8, 8, 1))
+      >>> model_format(tfmc.io.save_model(model, os.path.join(tmp_dir, "model.keras")))
       'keras'
+      >>> path = tfmc.io.save_model(model, os.path.join(tmp_dir, "model.h5"))
+      >>> os.rename(path, os.path.join(tmp_dir, "renamed.keras"))
+      >>> model_format(os.path.join(tmp_dir, "renamed.keras"))  # judged by content, not by name
+      'h5'
     """
     path = os.fspath(path)
     if not os.path.exists(path):

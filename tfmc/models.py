@@ -42,7 +42,8 @@ def digits_cnn(input_shape=(32, 32, 3), classes=10, seed=0):
 
     Example:
       >>> model = tfmc.models.digits_cnn()
-      >>> tfmc.count_macs(model)
+      >>> tfmc.count_macs(model), tfmc.count_params(model)
+      (4467968, 67290)
     """
     keras.utils.set_random_seed(seed)
     inp = keras.Input(input_shape, name="image")
@@ -80,7 +81,8 @@ def mobilenet_v2_small(input_shape=(28, 28, 1), classes=10, seed=0):
 
     Example:
       >>> model = tfmc.models.mobilenet_v2_small()
-      >>> tfmc.count_macs(model)
+      >>> tfmc.count_macs(model), tfmc.count_params(model)
+      (9991504, 139226)
     """
     keras.utils.set_random_seed(seed)
     inp = keras.Input(input_shape, name="image")
@@ -136,7 +138,8 @@ def resnet_small(input_shape=(28, 28, 1), classes=10, widths=(24, 48, 96), block
 
     Example:
       >>> model = tfmc.models.resnet_small()
-      >>> tfmc.count_macs(model)
+      >>> tfmc.count_macs(model), tfmc.count_params(model)
+      (20943168, 174850)
     """
     keras.utils.set_random_seed(seed)
     inp = keras.Input(input_shape, name="image")
@@ -185,7 +188,10 @@ def keras_mobilenet_v2(alpha=0.35, input_shape=(32, 32, 3), classes=10, bn_momen
 
     Example:
       >>> model = tfmc.models.keras_mobilenet_v2(alpha=0.5)
-      >>> data = tfmc.data.load_for_model("fashion_mnist", model)
+      >>> model.name, model.input_shape, model.output_shape
+      ('mobilenetv2_0.50_32', (None, 32, 32, 3), (None, 10))
+      >>> tfmc.data.load_for_model("mnist_5k", model).input_shape  # grey 28 x 28 digits, fitted to the model
+      (32, 32, 3)
     """
     low, high = KERAS_MOBILENET_V2_ALPHA_RANGE
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not low <= alpha <= high:

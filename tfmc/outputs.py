@@ -112,8 +112,11 @@ def staged(out):
     entry, which ``claim_folder`` has established is tfmc's own.
 
     Example:
-      >>> with staged(args.out) as folder:
-      ...     policy.to_json(os.path.join(folder, "policy.json"))
+      >>> out = os.path.join(tmp_dir, "run")
+      >>> with staged(out) as folder:
+      ...     _ = tfmc.PrunePolicy({"conv1": 0.5}).to_json(os.path.join(folder, "policy.json"))
+      >>> os.listdir(out), sorted(os.listdir(tmp_dir))  # moved in; no staging folder left
+      (['policy.json'], ['run'])
     """
     out = os.path.abspath(os.fspath(out))
     staging = staging_folder(out)

@@ -62,8 +62,8 @@ class PrunePolicy(_JsonPolicy):
 
     Example:
       >>> policy = PrunePolicy({"conv1": 0.5, "conv2": 0.75})
-      >>> policy.to_json("policy.json")
-      >>> PrunePolicy.from_json("policy.json") == policy
+      >>> path = policy.to_json(os.path.join(tmp_dir, "policy.json"))  # returns the path
+      >>> PrunePolicy.from_json(path) == policy
       True
     """
 

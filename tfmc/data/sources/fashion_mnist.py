@@ -46,9 +46,9 @@ def fashion_mnist(data_dir=None, *, image_size=None, channels=None, val_size=500
         damaged (wrong magic number, wrong length, bad gzip).
 
     Example:
-      >>> d = fashion_mnist(channels=3)
-      >>> len(d.x_train), len(d.x_val), len(d.x_test), d.input_shape
-      (55000, 5000, 10000, (28, 28, 3))
+      >>> d = fashion_mnist()
+      >>> len(d.x_train), len(d.x_val), len(d.x_test), d.input_shape, d.class_names[:2]
+      (55000, 5000, 10000, (28, 28, 1), ('T-shirt/top', 'Trouser'))
     """
     folder = FASHION_MNIST_DIR if data_dir is None else os.path.expanduser(os.fspath(data_dir))
     wanted = [name for pair in FASHION_MNIST_FILES.values() for name in pair]
