@@ -8,7 +8,7 @@ from PIL import Image
 from sklearn.datasets import load_digits
 
 from tfmc import data
-from tfmc._keras import keras
+from tfmc._keras import keras, tf
 from tfmc.data import DataError
 
 DIGITS = load_digits()
@@ -56,7 +56,10 @@ def test_npz_is_resized_and_converted_to_the_asked_channels(tmp_path):
     np.savez(path, x=DIGIT_PIXELS[:40], y=DIGITS.target[:40])
     kept = data.load(str(path))
     assert kept.input_shape == (8, 8, 1)
-    assert kept.x_train.max() <= 1.0 and kept.x_train.max() > 0.9  # 0..255 scaled to [0, 1]
+    # 0..255 scaled to [0, 1]: the 40 images, permuted into three splits, are the stored pixels / 255
+    loaded = np.concatenate([kept.x_train, kept.x_val, kept.x_test])[..., 0]
+    expected = DIGIT_PIXELS[:40].astype(np.float32) / 255
+    assert sorted(image.tobytes() for image in loaded) == sorted(image.tobytes() for image in expected)
     rgb = data.load(str(path), image_size=16, channels=3)
     assert rgb.input_shape == (16, 16, 3)
     np.testing.assert_array_equal(rgb.x_train[..., 0], rgb.x_train[..., 2])
@@ -91,11 +94,15 @@ def test_folder_of_class_folders_reads_exact_pixels_and_class_names(tmp_path):
 def test_folder_is_resized_to_image_size_and_grey_on_request(tmp_path):
     root = tmp_path / "imgs"
     _digit_folder(str(root), range(30))
+    stored = data.load(str(root), channels=1)  # 8 x 8, the same split: same files, same seed
     rgb = data.load(str(root), image_size=(12, 20))
     assert rgb.input_shape == (12, 20, 3)
-    assert 0.0 <= rgb.x_train.min() and rgb.x_train.max() <= 1.0
+    # bilinear resizing of the stored pixels, the grey repeated to RGB
+    np.testing.assert_allclose(rgb.x_test, np.repeat(tf.image.resize(stored.x_test, (12, 20)).numpy(), 3, axis=-1),
+                               atol=1e-6)
     grey = data.load(str(root), image_size=16, channels=1)
     assert grey.input_shape == (16, 16, 1)
+    np.testing.assert_allclose(grey.x_train, tf.image.resize(stored.x_train, (16, 16)).numpy(), atol=1e-6)
 
 
 def test_folder_with_split_folders_keeps_its_test_split(tmp_path):

@@ -62,7 +62,9 @@ def test_amc_example_prunes_mobilenet_within_the_budget(amc_run):
     assert results["models"]["original"]["macs"] == tfmc.count_macs(original)
     for label in ("original", "pruned"):
         figures = results["models"][label]
-        assert figures["latency_ms"] > 0 and 0 <= figures["tflite_accuracy"] <= 1
+        assert figures["latency_ms"] > 0
+        # the float32 file classifies the 270 test digits as the Keras model does (one may flip on a near tie)
+        assert abs(figures["tflite_accuracy"] - figures["keras_accuracy"]) <= 1 / 270, label
         load_tflite(out / f"{label}_float32.tflite")
     assert os.path.getsize(out / "pruned_float32.tflite") < os.path.getsize(out / "original_float32.tflite")
     assert (out / "amc" / "best_policy.json").exists() and (out / "summary.md").exists()
