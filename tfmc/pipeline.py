@@ -196,7 +196,8 @@ def run_demo(out_dir="demo_out", *, data="digits", data_dir=None, quick=False, c
         build = getattr(models, setup.model)
         original, _ = train.fit(build(dataset.input_shape, dataset.num_classes, seed=seed),
                                 x_fit, y_fit, epochs=config.train_epochs, learning_rate=config.train_learning_rate,
-                                validation=(dataset.x_val, dataset.y_val), strategy=strategy, seed=seed)
+                                validation=(dataset.x_val, dataset.y_val), strategy=strategy, seed=seed,
+                                progress="training")
         io.save_model(original, os.path.join(staging, "original.keras"))
         progress.note(f"test accuracy {train.accuracy(original, dataset.x_test, dataset.y_test):.4f}")
 
@@ -212,7 +213,7 @@ def run_demo(out_dir="demo_out", *, data="digits", data_dir=None, quick=False, c
         accuracy_reconstructed = train.accuracy(reconstructed, dataset.x_test, dataset.y_test)
         pruned, _ = train.fit(reconstructed, x_fit, y_fit, epochs=config.finetune_epochs,
                               learning_rate=1e-3, validation=(dataset.x_val, dataset.y_val), strategy=strategy,
-                              seed=seed)
+                              seed=seed, progress="fine-tuning")
         io.save_model(pruned, os.path.join(staging, "pruned.keras"))
         progress.note(f"test accuracy {accuracy_reconstructed:.4f} before fine-tuning, "
                       f"{train.accuracy(pruned, dataset.x_test, dataset.y_test):.4f} after")
@@ -234,7 +235,8 @@ def run_demo(out_dir="demo_out", *, data="digits", data_dir=None, quick=False, c
         with strategy.scope():  # variables trained under a strategy must be created in its scope
             qat = tfmc.quantize(pruned, bits.policy)
         train.fit(qat, x_fit, y_fit, epochs=config.qat_epochs, learning_rate=2e-4,
-                  validation=(dataset.x_val, dataset.y_val), strategy=strategy, seed=seed, copy=False)
+                  validation=(dataset.x_val, dataset.y_val), strategy=strategy, seed=seed, copy=False,
+                  progress="QAT")
         io.save_model(qat, os.path.join(staging, "pruned_qat.keras"))
 
         progress.step("exporting .tflite files (each checked in LiteRT)")

@@ -48,7 +48,7 @@ def _clone_under(model, strategy):
 
 
 def fit(model, x, y, *, epochs=3, batch_size=64, learning_rate=1e-3, validation=None, strategy=None,
-        seed=0, verbose=0, copy=True, from_logits=None, callbacks=None):
+        seed=0, verbose=0, copy=True, from_logits=None, callbacks=None, progress=None):
     """Train a classifier (integer labels) with Adam under ``strategy``.
 
     Args:
@@ -64,6 +64,9 @@ def fit(model, x, y, *, epochs=3, batch_size=64, learning_rate=1e-3, validation=
       from_logits: whether the outputs are logits; default: detected from
         the last layer (a softmax means probabilities).
       callbacks: optional Keras callbacks for ``fit`` (e.g. tfmc.UpdateMasks).
+      progress: a stage name ("training", "QAT"): show one progress bar
+        over the whole run on stderr (``tfmc.progress.TrainingBar``), and
+        no per-epoch lines; None (the default) shows what ``verbose`` says.
 
     Returns:
       (trained model, keras History).
@@ -82,6 +85,11 @@ def fit(model, x, y, *, epochs=3, batch_size=64, learning_rate=1e-3, validation=
     if from_logits is None:
         from_logits = not outputs_probabilities(trained)
     steps = max(1, int(np.ceil(len(x) / batch_size))) * max(1, epochs)
+    if progress is not None:
+        from tfmc.progress import TrainingBar
+
+        callbacks = list(callbacks or []) + [TrainingBar(progress, steps)]
+        verbose = 0
     with strategy.scope():
         schedule = keras.optimizers.schedules.CosineDecay(learning_rate, steps)
         trained.compile(

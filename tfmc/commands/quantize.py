@@ -179,8 +179,7 @@ def run(args):
         plots.plot_bits(policy, os.path.join(folder, "bits.png"))
         if args.qat_epochs:
             fit(qat, dataset.x_train, dataset.y_train, epochs=args.qat_epochs, learning_rate=args.qat_lr,
-                validation=(dataset.x_val, dataset.y_val), copy=False, verbose=2,
-                strategy=strategy)
+                validation=(dataset.x_val, dataset.y_val), copy=False, progress="QAT", strategy=strategy)
         io.save_model(qat, os.path.join(folder, "qat.keras"))
         try:
             plots.attribution_figure(model, qat, dataset.x_test[:4], os.path.join(folder, "attribution.png"))

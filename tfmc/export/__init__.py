@@ -6,7 +6,9 @@ Example:
   ...                                representative_data=x_val[:100])  # doctest: +SKIP
   >>> result.size_bytes, result.agreement.rate  # doctest: +SKIP
 """
+import contextlib
 import dataclasses
+import io
 import os
 
 import numpy as np
@@ -198,7 +200,10 @@ def _quantize_mixed(model, float_bytes, policy, representative_data):
         key = next(iter(signature))
         input_name = signature[key]["inputs"][0]
         data = _samples(model, representative_data, CALIBRATION_SAMPLES)
-        calibration = q.calibrate({key: [{input_name: sample[None]} for sample in data]})
+        # ai-edge-quantizer draws its own "Running Calibration" bar on sys.stderr; calibration is a moment of the
+        # export stage, which shows no bar of its own
+        with contextlib.redirect_stderr(io.StringIO()):
+            calibration = q.calibrate({key: [{input_name: sample[None]} for sample in data]})
     result = q.quantize(calibration, enable_progress_report=False)
     planned = {scope: plan for scope, plan in plans}
     return bytes(result.quantized_model), recipe, notes, planned
