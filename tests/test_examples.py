@@ -14,7 +14,9 @@ from tfmc.quant import qat_custom_objects
 EXAMPLES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
 
 
-def run_script(name, *args, cwd, env=None, timeout=300):
+# A guard against a hung script, not a speed test: with other work on the two cores the --quick scripts took over
+# 300 s (they take about a minute alone), and a timeout must not turn a loaded machine into a failure.
+def run_script(name, *args, cwd, env=None, timeout=1200):
     environment = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     environment.update(env or {})
     return subprocess.run([sys.executable, os.path.join(EXAMPLES, name), *args], cwd=cwd, env=environment,
