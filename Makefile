@@ -19,7 +19,7 @@ demo: $(STAMP) datasets
 test: $(STAMP) browser datasets
 	$(PY) -m pytest -q -n 2 --dist loadfile tests $(TEST_ARGS)
 
-# The unit loop: everything but the end-to-end files (tests/conftest.py END_TO_END).
+# The unit loop: everything but the end-to-end files (tests/conftest.py END_TO_END) and the tests marked slow.
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -n 2 --dist loadfile -m "not slow" tests $(TEST_ARGS)
 

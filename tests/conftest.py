@@ -40,7 +40,8 @@ END_TO_END = {
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: end-to-end test file (left out by make test-fast)")
+    config.addinivalue_line("markers", "slow: an end-to-end test file, or a test that starts a TensorFlow process "
+                                       "(left out by make test-fast)")
 
 
 def pytest_collection_modifyitems(config, items):

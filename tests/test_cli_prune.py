@@ -62,6 +62,7 @@ def test_bad_input_is_one_line_and_exit_code_2(saved_model, tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # starts a Python process that imports TensorFlow: make test runs it, make test-fast does not
 def test_console_script_runs(saved_model):
     path, _ = saved_model
     exe = os.path.join(os.path.dirname(sys.executable), "tfmc")

@@ -84,6 +84,7 @@ def test_a_plain_value_error_from_inside_is_a_bug_too(model_path, tmp_path, monk
     assert not (tmp_path / "p.keras").exists()
 
 
+@pytest.mark.slow  # starts a Python process that imports TensorFlow: make test runs it, make test-fast does not
 def test_the_console_script_exits_1_with_a_traceback_for_a_bug(model_path):
     script = ("import sys, tfmc\nfrom tfmc import cli, io\n"
               "def broken(*a, **k):\n    raise KeyError('internal bookkeeping')\n"

@@ -146,6 +146,7 @@ def test_an_interrupted_final_save_leaves_the_previous_run(model_path, tmp_path,
     assert sorted(os.listdir(tmp_path)) == ["run"]
 
 
+@pytest.mark.slow  # starts a Python process that imports TensorFlow: make test runs it, make test-fast does not
 def test_sigterm_during_the_final_save_leaves_no_temporary_files(model_path, tmp_path):
     out = tmp_path / "run"
     marker = tmp_path / "saving"

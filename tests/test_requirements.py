@@ -1,5 +1,6 @@
 """Every third-party module that tfmc's code imports comes from a distribution pinned in requirements.txt and setup.py."""
 import ast
+import functools
 import importlib.metadata
 import os
 import re
@@ -36,10 +37,15 @@ def _imported_modules():
     return found
 
 
+@functools.lru_cache(maxsize=None)
+def _distributions_of_top_level_modules():
+    return importlib.metadata.packages_distributions()
+
+
 def _distribution(module):
     """The installed distribution that provides ``module`` (for a namespace such as google., the one with its sub-package)."""
     top = module.split(".")[0]
-    candidates = importlib.metadata.packages_distributions().get(top, [])
+    candidates = _distributions_of_top_level_modules().get(top, [])
     if len(candidates) > 1:
         sub = "/".join(module.split(".")[:2])
         candidates = [d for d in candidates
