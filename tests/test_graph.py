@@ -77,7 +77,8 @@ def test_flatten_lambda_and_unknown_layers_freeze_with_reason():
     out = L.Dense(2, name="out")(f)
     groups = _by_name(keras.Model(inp, out))
     assert groups["a"].prunable
-    assert groups["b"].reason == "passes through unsupported layer Lambda 'double'"
+    assert groups["b"].reason == ("passes through unsupported layer Lambda 'double' "
+                                  "(tell tfmc how it treats channels with tfmc.register_layer(Lambda, ...))")
     assert groups["d"].reason == "flattened by 'flat'"
 
 

@@ -139,19 +139,15 @@ def single_layer_model(layer, input_shape, in_channels, out_channels):
       in_channels, out_channels: channel counts of the grid point
         (``out_channels`` is ignored for depthwise layers).
     """
-    from tfmc import graph as graph_lib
     from tfmc._keras import keras
     from tfmc.errors import UsageError
+    from tfmc.layers import handler_for
 
-    kind = graph_lib.layer_kind(layer)
-    config = layer.get_config()
-    if kind in ("conv", "separable"):
-        config["filters"] = out_channels
-    elif kind == "dense":
-        config["units"] = out_channels
-    elif kind != "depthwise":
+    handler = handler_for(layer)
+    if not handler.latency:
         raise UsageError(f"layer {layer.name!r} is a {type(layer).__name__}; latency tables cover conv, dense, "
                          "depthwise and separable layers")
+    config = handler.pruned_config(layer, layer.get_config(), range(in_channels), range(out_channels))
     inp = keras.Input(tuple(input_shape[1:-1]) + (in_channels,), batch_size=1)
     return keras.Model(inp, type(layer).from_config(config)(inp))
 
@@ -199,9 +195,9 @@ def build_latency_table(model, *, grid=DEFAULT_GRID, target="host", threads=1, r
     """
     from tfmc import graph as graph_lib
     from tfmc.errors import ModelLoadError, UsageError
+    from tfmc.layers import handler_for
 
-    calls = [c for c in graph_lib.layer_calls(model)
-             if graph_lib.layer_kind(c.layer) in ("conv", "dense", "depthwise", "separable")]
+    calls = [c for c in graph_lib.layer_calls(model) if handler_for(c.layer).latency]
     if layers is not None:
         known = {c.layer.name for c in calls}
         missing = sorted(set(layers) - known)

@@ -19,6 +19,7 @@ from tfmc.errors import (  # noqa: E402
     BudgetError, DataError, ExportError, ModelLoadError, OutputError, PolicyError, TfmcError, UsageError,
 )
 from tfmc.graph import ChannelGroup, channel_groups  # noqa: E402
+from tfmc.layers import register_layer  # noqa: E402
 from tfmc.policy import BitPolicy, PrunePolicy  # noqa: E402
 from tfmc.prune import prune  # noqa: E402
 from tfmc.prune.gradual import UpdateMasks, prunable, strip  # noqa: E402
@@ -60,5 +61,6 @@ __all__ = [
     "prunable",
     "prune",
     "quantize",
+    "register_layer",
     "strip",
 ]

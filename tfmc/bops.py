@@ -2,20 +2,27 @@
 import math
 
 from tfmc import cost
-from tfmc import graph as graph_lib
 from tfmc.errors import PolicyError
+from tfmc.layers import handler_for
 from tfmc.policy import BitPolicy
 
 FLOAT_BITS = 32
 
 
-def check_policy_layers(model, policy, kinds=("conv", "dense", "depthwise")):
-    """Raise ValueError unless every layer ``policy`` names is a layer of ``model`` of one of ``kinds``.
+def takes_bits(layer):
+    """Whether a BitPolicy may give ``layer`` bit widths: its handler says (Conv2D, DepthwiseConv2D, Dense)."""
+    return handler_for(layer).takes_bits(layer)
+
+
+def check_policy_layers(model, policy):
+    """Raise ValueError unless every layer ``policy`` names is a layer of ``model`` that takes bit widths.
+
+    The layers that take bits are one set, the handlers' (``takes_bits``):
+    the ones tfmc.quantize and the GMPQ search can quantize.
 
     Args:
       model: a functional or Sequential tf_keras model.
       policy: a BitPolicy.
-      kinds: the ``tfmc.graph.layer_kind`` values a policy may name.
 
     Raises:
       ValueError: naming the unknown layers (and the layers that may be named),
@@ -24,11 +31,10 @@ def check_policy_layers(model, policy, kinds=("conv", "dense", "depthwise")):
     layers = {layer.name: layer for layer in model.layers}
     unknown = [name for name in policy if name not in layers]
     if unknown:
-        allowed = [n for n, layer in layers.items() if graph_lib.layer_kind(layer) in kinds]
+        allowed = [n for n, layer in layers.items() if takes_bits(layer)]
         raise PolicyError(f"the bit policy names layers not in model {model.name!r}: {unknown}; its layers with bits are {allowed}")
     for name in policy:
-        kind = graph_lib.layer_kind(layers[name])
-        if kind not in kinds:
+        if not takes_bits(layers[name]):
             raise PolicyError(
                 f"layer {name!r} is a {type(layers[name]).__name__}; bit widths apply to Conv2D, "
                 "DepthwiseConv2D and Dense layers"
@@ -76,9 +82,9 @@ def count_bops(model, policy=None):
     return bops_of(cost.macs_by_layer(model), policy)
 
 
-def uniform_policy(model, weight_bits, activation_bits, kinds=("conv", "dense", "depthwise")):
-    """The BitPolicy giving every layer of ``kinds`` in ``model`` the same bit widths."""
-    names = [layer.name for layer in model.layers if graph_lib.layer_kind(layer) in kinds]
+def uniform_policy(model, weight_bits, activation_bits):
+    """The BitPolicy giving every layer of ``model`` that takes bits the same bit widths."""
+    names = [layer.name for layer in model.layers if takes_bits(layer)]
     return BitPolicy({name: (weight_bits, activation_bits) for name in names})
 
 

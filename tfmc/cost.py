@@ -5,10 +5,7 @@ import numpy as np
 
 from tfmc import graph as graph_lib
 from tfmc.errors import ModelLoadError
-
-
-def _prod(values):
-    return int(np.prod([int(v) for v in values], dtype=np.int64)) if values else 1
+from tfmc.layers import LayerHandler, handler_for
 
 
 def _check_known(shape, layer):
@@ -25,26 +22,16 @@ def layer_macs(layer, input_shape, output_shape, in_channels=None, out_channels=
     ``in_channels`` / ``out_channels`` override the channel counts of the
     shapes, so callers can cost a pruned configuration without building it.
     Layers without a multiply (activations, BN folded at export, pooling) count 0.
+    The count is the layer handler's (``tfmc.layers``).
     """
-    kind = graph_lib.layer_kind(layer)
-    if kind not in ("conv", "dense", "depthwise", "separable", "conv_transpose"):
+    handler = handler_for(layer)
+    if type(handler).macs is LayerHandler.macs:  # no multiplies: skip the shape checks too
         return 0
     _check_known(input_shape, layer)
     _check_known(output_shape, layer)
     cin = input_shape[-1] if in_channels is None else in_channels
     cout = output_shape[-1] if out_channels is None else out_channels
-    if kind == "dense":
-        return _prod(input_shape[1:-1]) * cin * cout
-    window = _prod(layer.kernel_size)
-    out_positions = _prod(output_shape[1:-1])
-    if kind == "conv":
-        return out_positions * window * (cin // layer.groups) * cout
-    if kind == "conv_transpose":
-        return _prod(input_shape[1:-1]) * window * cin * cout
-    multiplier = layer.depth_multiplier
-    if kind == "depthwise":
-        return out_positions * window * cin * multiplier
-    return out_positions * window * cin * multiplier + out_positions * cin * multiplier * cout
+    return int(handler.macs(layer, input_shape, output_shape, cin, cout))
 
 
 def macs_by_layer(model):

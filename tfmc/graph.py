@@ -9,32 +9,18 @@ of its channels, which channel variable (a producer's output channels) and
 which index of it the channel is. Concatenate joins maps, a depthwise
 multiplier repeats them, a merge unifies the variables of its inputs.
 Whatever the analysis cannot prove safe is frozen with a readable reason.
+
+What each layer does with channels is its handler's channel rule
+(``tfmc.layers``): the handler calls back ``produce``, ``carry``, ``merge``
+or ``freeze`` on the graph.
 """
 import dataclasses
+import math
 
 import numpy as np
 
-from tfmc._keras import keras, require_graph_model, tf
-
-L = keras.layers
-
-# Layers that neither mix nor reorder channels and hold no per-channel weights.
-_PASS_THROUGH = tuple(
-    cls
-    for cls in (
-        L.ReLU, L.LeakyReLU, L.ELU, L.ThresholdedReLU, L.Dropout, L.SpatialDropout1D,
-        L.SpatialDropout2D, L.SpatialDropout3D, L.GaussianNoise, L.GaussianDropout,
-        L.AlphaDropout, L.ActivityRegularization, L.MaxPooling1D, L.MaxPooling2D,
-        L.MaxPooling3D, L.AveragePooling1D, L.AveragePooling2D, L.AveragePooling3D,
-        L.GlobalAveragePooling1D, L.GlobalAveragePooling2D, L.GlobalAveragePooling3D,
-        L.GlobalMaxPooling1D, L.GlobalMaxPooling2D, L.GlobalMaxPooling3D, L.ZeroPadding1D,
-        L.ZeroPadding2D, L.ZeroPadding3D, L.Cropping1D, L.Cropping2D, L.Cropping3D,
-        L.UpSampling1D, L.UpSampling2D, L.UpSampling3D, L.Rescaling, L.Masking,
-    )
-)
-_CHANNEL_MIXING_ACTIVATIONS = {"softmax", "log_softmax"}
-_ELEMENTWISE_MERGES = (L.Add, L.Subtract, L.Multiply, L.Maximum, L.Minimum, L.Average)
-
+from tfmc._keras import require_graph_model, tf
+from tfmc.layers import handler_for
 
 @dataclasses.dataclass
 class ChannelGroup:
@@ -50,6 +36,8 @@ class ChannelGroup:
         kernels lose input rows).
       prunable: whether the group may be pruned.
       reason: why it may not, when ``prunable`` is False.
+      block: channels are kept and dropped in aligned blocks of this size
+        (1, or the channels per group of a grouped convolution in the group).
     """
 
     name: str
@@ -59,6 +47,11 @@ class ChannelGroup:
     consumers: list
     prunable: bool
     reason: str = ""
+    block: int = 1
+
+    def granularity(self, round_to):
+        """The multiple kept counts of this group are rounded to: ``round_to`` and ``block`` together (their lcm)."""
+        return round_to * self.block // math.gcd(round_to, self.block)
 
 
 @dataclasses.dataclass
@@ -104,40 +97,8 @@ def layer_calls(model):
 
 
 def layer_kind(layer):
-    """How the channel analysis treats ``layer``: a short name used across tfmc."""
-    if isinstance(layer, keras.Model):
-        return "model"
-    if getattr(layer, "is_channel_mask", False):  # tfmc.prune's ChannelMask
-        return "mask"
-    if isinstance(layer, L.DepthwiseConv2D) or type(layer).__name__ == "DepthwiseConv1D":
-        return "depthwise"
-    if isinstance(layer, (L.SeparableConv1D, L.SeparableConv2D)):
-        return "separable"
-    if isinstance(layer, (L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose)):
-        return "conv_transpose"
-    if isinstance(layer, (L.Conv1D, L.Conv2D, L.Conv3D)):
-        return "conv"
-    if isinstance(layer, L.Dense):
-        return "dense"
-    if isinstance(layer, L.BatchNormalization):
-        return "batchnorm"
-    if isinstance(layer, L.PReLU):
-        return "prelu"
-    if isinstance(layer, _ELEMENTWISE_MERGES):
-        return "merge"
-    if isinstance(layer, L.Concatenate):
-        return "concat"
-    if isinstance(layer, L.Reshape):
-        return "reshape"
-    if isinstance(layer, L.Flatten):
-        return "flatten"
-    if isinstance(layer, L.Activation):
-        return "pass" if layer.get_config()["activation"] not in _CHANNEL_MIXING_ACTIVATIONS else "other"
-    if isinstance(layer, L.Softmax):
-        return "other"
-    if isinstance(layer, _PASS_THROUGH):
-        return "pass"
-    return "other"
+    """How the channel analysis treats ``layer``: its handler's short name ("conv", "batchnorm", ...)."""
+    return handler_for(layer).kind_of(layer)
 
 
 class _Variables:
@@ -186,7 +147,8 @@ class ChannelGraph:
         self.calls = layer_calls(model)
         self._vars = _Variables()
         self._maps = {}  # tensor key -> (var ids, channel indices) arrays
-        self._roles = {}  # layer name -> {"kind", "in", "out"} channel maps of its first call
+        self._roles = {}  # layer name -> {"kind", "handler", "in", "out"}: channel maps of its first call
+        self._blocks = {}  # var -> block size (grouped convolutions)
         self._members = {}  # var -> ordered layer names
         self._consumers = {}
         self._producers = {}
@@ -211,74 +173,47 @@ class ChannelGraph:
     # ---- analysis -------------------------------------------------------------
     def _visit(self, call):
         layer = call.layer
-        kind = layer_kind(layer)
+        handler = handler_for(layer)
         in_maps = [self._maps[k] for k in call.inputs]
-        if kind == "mask":  # it only scales channels, and is called wherever its group is read, so shared by design
-            self._record(layer, kind, in_maps, [in_maps[0]], call)
+        self._handler = handler
+        if self._call_counts[layer.name] > 1 and layer.weights and not handler.shared_ok:
+            self.freeze(call, in_maps, f"layer {layer.name!r} is shared ({self._call_counts[layer.name]} calls)")
             return
-        has_weights = bool(layer.weights)
-        if self._call_counts[layer.name] > 1 and has_weights:
-            reason = f"layer {layer.name!r} is shared ({self._call_counts[layer.name]} calls)"
-            self._opaque(call, in_maps, reason)
+        if _channels_first(layer) and not handler.shared_ok:
+            self.freeze(call, in_maps, f"{layer.name!r} uses channels_first")
             return
-        if _channels_first(layer):
-            self._opaque(call, in_maps, f"{layer.name!r} uses channels_first")
-            return
-        if kind in ("conv", "dense", "separable"):
-            if kind == "conv" and getattr(layer, "groups", 1) != 1:
-                self._opaque(call, in_maps, f"grouped convolution {layer.name!r} (groups={layer.groups})")
-                return
-            var = self._producer_var(layer, call.output_shapes[0][-1])
-            self._record(layer, kind, in_maps, [_full_map(var, call.output_shapes[0][-1])], call)
-            self._add_consumer(layer, in_maps[0])
-            return
-        if kind == "depthwise":
-            m = layer.depth_multiplier
-            out = (np.repeat(in_maps[0][0], m), np.repeat(in_maps[0][1], m))
-            self._record(layer, kind, in_maps, [out], call)
-            self._add_member(layer, out)
-            return
-        if kind == "batchnorm":
-            axis = layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis]
-            if list(axis) != [len(call.input_shapes[0]) - 1]:
-                self._opaque(call, in_maps, f"BatchNormalization {layer.name!r} normalises axis {axis}, not channels")
-                return
-            self._record(layer, kind, in_maps, [in_maps[0]], call)
-            self._add_member(layer, in_maps[0])
-            return
-        if kind == "prelu":
-            self._record(layer, kind, in_maps, [in_maps[0]], call)
-            self._add_member(layer, in_maps[0])
-            return
-        if kind == "pass":
-            if call.output_shapes[0][-1] != call.input_shapes[0][-1]:
-                self._opaque(call, in_maps, f"{layer.name!r} does not keep channels on the last axis")
-                return
-            self._record(layer, kind, in_maps, [in_maps[0]], call)
-            return
-        if kind == "reshape":
-            if call.output_shapes[0][-1] != call.input_shapes[0][-1]:
-                self._opaque(call, in_maps, f"Reshape {layer.name!r} moves channels off the last axis")
-                return
-            self._record(layer, kind, in_maps, [in_maps[0]], call)
-            self._add_member(layer, in_maps[0])
-            return
-        if kind == "concat":
-            rank = len(call.output_shapes[0])
-            if layer.axis not in (-1, rank - 1):
-                self._opaque(call, in_maps, f"Concatenate {layer.name!r} joins on axis {layer.axis}, not channels")
-                return
-            out = (np.concatenate([m[0] for m in in_maps]), np.concatenate([m[1] for m in in_maps]))
-            self._record(layer, kind, in_maps, [out], call)
-            return
-        if kind == "merge":
-            self._merge(call, in_maps)
-            return
-        if kind == "flatten":
-            self._opaque(call, in_maps, f"flattened by {layer.name!r}")
-            return
-        what = "nested model" if kind == "model" else f"unsupported layer {type(layer).__name__}"
-        self._opaque(call, in_maps, f"passes through {what} {layer.name!r}")
+        handler.visit(self, call, in_maps)
+
+    # ---- the primitives a handler's channel rule is made of ---------------------------
+    def produce(self, call, in_maps):
+        """``call``'s output channels are new (a group of their own); it consumes its first input's channels."""
+        channels = call.output_shapes[0][-1]
+        var = self._producer_var(call.layer, channels)
+        self._record(call, in_maps, [_full_map(var, channels)])
+        self._add_consumer(call.layer, in_maps[0])
+
+    def carry(self, call, in_maps, out_map, member):
+        """``call``'s output carries the channels of ``out_map`` (built from its inputs' maps).
+
+        ``member``: the layer has per-channel weights or a config that
+        shrinks with the channels, so it is listed among the group's members.
+        """
+        self._record(call, in_maps, [out_map])
+        if member:
+            self._add_member(call.layer, out_map)
+
+    def merge(self, call, in_maps):
+        """An element-wise merge: the channel variables of its inputs are unified."""
+        self._merge(call, in_maps)
+
+    def freeze(self, call, in_maps, reason):
+        """Nothing ``call`` reads or writes may be pruned, because of ``reason``."""
+        self._opaque(call, in_maps, reason)
+
+    def set_block(self, channel_map, block):
+        """The channels of ``channel_map``'s variables are kept in aligned blocks of ``block``."""
+        for v in set(channel_map[0].tolist()):
+            self._blocks[v] = math.lcm(self._blocks.get(v, 1), int(block))
 
     def _merge(self, call, in_maps):
         channels = call.output_shapes[0][-1]
@@ -295,7 +230,7 @@ class ChannelGraph:
             else:
                 self._opaque(call, in_maps, f"{call.layer.name!r} merges channels of different groups at different offsets")
                 return
-        self._record(call.layer, "merge", in_maps, [out], call)
+        self._record(call, in_maps, [out])
 
     def _opaque(self, call, in_maps, reason):
         for m in in_maps:
@@ -306,7 +241,7 @@ class ChannelGraph:
             channels = shape[-1] if shape else 1
             var = self._producer_var(call.layer, channels, frozen=reason)
             out_maps.append(_full_map(var, channels))
-        self._record(call.layer, "opaque", in_maps, out_maps, call)
+        self._record(call, in_maps, out_maps, opaque=True)
 
     def _producer_var(self, layer, channels, frozen=None):
         var = self._vars.new(channels, layer.name, frozen=frozen)
@@ -315,10 +250,12 @@ class ChannelGraph:
             self._members.setdefault(var, []).append(layer.name)
         return var
 
-    def _record(self, layer, kind, in_maps, out_maps, call):
+    def _record(self, call, in_maps, out_maps, opaque=False):
         for key, m in zip(call.outputs, out_maps):
             self._maps[key] = m
-        self._roles.setdefault(layer.name, {"kind": kind, "in": in_maps, "out": out_maps})
+        kind = "opaque" if opaque else self._handler.kind_of(call.layer)
+        handler = None if opaque else self._handler
+        self._roles.setdefault(call.layer.name, {"kind": kind, "handler": handler, "in": in_maps, "out": out_maps})
 
     def _add_member(self, layer, channel_map):
         for v in set(channel_map[0].tolist()):
@@ -343,6 +280,11 @@ class ChannelGraph:
             reason = self._vars.frozen[root] or ""
             if not reason and not consumers:
                 reason = "no layer consumes these channels"
+            block = math.lcm(*(self._blocks.get(v, 1) for v in variables))
+            channels = int(self._vars.channels[root])
+            if not reason and channels % block:
+                reason = (f"grouped convolutions {', '.join(members)} need blocks of {block} channels, "
+                          f"which do not divide the {channels} channels")
             name = producers[0] if producers else self._vars.owner[root]
             if name in self._root_var:  # a layer with several opaque outputs
                 name = f"{name}:{len(self._root_var)}"
@@ -350,12 +292,13 @@ class ChannelGraph:
             groups.append(
                 ChannelGroup(
                     name=name,
-                    channels=int(self._vars.channels[root]),
+                    channels=channels,
                     producers=_unique(producers),
                     members=members,
                     consumers=consumers,
                     prunable=not reason,
                     reason=reason,
+                    block=block,
                 )
             )
         return groups
@@ -388,7 +331,7 @@ class ChannelGraph:
         return _unique(name for g in self.groups if g.prunable for name in g.consumers)
 
     def layer_io(self, name):
-        """The kind and the channel maps of the inputs and outputs of layer ``name``."""
+        """The role of layer ``name``: {"kind", "handler" (None when frozen), "in", "out" (channel maps)}."""
         return self._roles[name]
 
     def map_groups(self, channel_map):

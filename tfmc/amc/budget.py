@@ -15,11 +15,11 @@ import numpy as np
 from tfmc import cost as cost_lib
 from tfmc import graph as graph_lib
 from tfmc.errors import BudgetError
+from tfmc.layers import NestedModel, handler_for
 from tfmc.policy import kept_channels
 
 METRICS = ("macs", "params", "latency")
 _UNITS = {"macs": "MACs", "params": "parameters", "latency": "ms"}
-_LATENCY_KINDS = ("conv", "dense", "depthwise", "separable")
 
 
 class _KeptCount:
@@ -51,23 +51,6 @@ class _KeptCount:
             else:
                 kept += int(np.searchsorted(indices, k))
         return kept
-
-
-def _layer_params(layer, kind, kin, kout):
-    """Weights of ``layer`` when it keeps ``kin`` input and ``kout`` output channels."""
-    shapes = [tuple(w.shape) for w in layer.weights]
-    if kind in ("conv", "dense"):
-        return int(np.prod(shapes[0][:-2])) * kin * kout + sum(kout for _ in shapes[1:])
-    if kind == "depthwise":
-        return int(np.prod(shapes[0][:-2])) * kin * shapes[0][-1] + sum(kout for _ in shapes[1:])
-    if kind == "separable":
-        multiplier = shapes[0][-1]
-        return int(np.prod(shapes[0][:-2])) * kin * multiplier + kin * multiplier * kout + sum(kout for _ in shapes[2:])
-    if kind == "batchnorm":
-        return len(shapes) * kout
-    if kind == "prelu" and shapes and shapes[0][-1] != 1:
-        return int(np.prod(shapes[0][:-1])) * kout
-    return int(layer.count_params())
 
 
 class CostModel:
@@ -108,11 +91,10 @@ class CostModel:
         seen = set()
         for call in analysis.calls:
             layer = call.layer
-            kind = graph_lib.layer_kind(layer)
             if metric == "params" and layer.name in seen:
                 continue  # a layer's weights count once, however often it is called
             seen.add(layer.name)
-            fn = self._cost_function(call, kind, latency)
+            fn = self._cost_function(call, handler_for(layer), latency)
             if fn is None:
                 continue
             role = analysis.layer_io(layer.name) if calls_per_layer[layer.name] == 1 else None
@@ -127,18 +109,18 @@ class CostModel:
             self.terms.append((_memoized(fn), kin, kout, kin.groups | kout.groups))
         self.full = self.total({})
 
-    def _cost_function(self, call, kind, latency):
+    def _cost_function(self, call, handler, latency):
         layer = call.layer
         if self.metric == "macs":
-            if kind == "model":
+            if isinstance(handler, NestedModel):
                 macs = cost_lib.count_macs(layer)
                 return lambda kin, kout: macs
             return lambda kin, kout: cost_lib.layer_macs(layer, call.input_shapes[0], call.output_shapes[0], kin, kout)
         if self.metric == "params":
             if not layer.weights:
                 return None
-            return lambda kin, kout: _layer_params(layer, kind, kin, kout)
-        if kind not in _LATENCY_KINDS:
+            return lambda kin, kout: handler.params(layer, kin, kout)
+        if not handler.latency:
             return None
 
         def layer_ms(kin, kout):
@@ -184,6 +166,11 @@ def keep_candidates(channels, lbound, round_to=8):
     """
     ratios = [lbound, 1.0] + [(j + 0.5) / channels for j in range(channels)]
     return sorted({kept_channels(channels, a, round_to) for a in ratios if lbound <= a <= 1.0})
+
+
+def group_candidates(group, lbound, round_to=8):
+    """``keep_candidates`` of ``group``, whose counts are rounded to its granularity (blocks of grouped convs)."""
+    return keep_candidates(group.channels, lbound, group.granularity(round_to))
 
 
 @dataclasses.dataclass
@@ -246,7 +233,7 @@ def make_budget(cost_model, target, lbound, round_to=8):
         limit = float(target)
     else:
         limit = check_fraction(option, target) * cost_model.full
-    floor = {g.name: keep_candidates(g.channels, lbound, round_to)[0] for g in cost_model.analysis.groups if g.prunable}
+    floor = {g.name: group_candidates(g, lbound, round_to)[0] for g in cost_model.analysis.groups if g.prunable}
     minimum = cost_model.total(floor)
     budget = Budget(metric, float(target), limit, cost_model.full, minimum)
     if minimum > limit:
@@ -281,7 +268,7 @@ class ActionWall:
     def __init__(self, cost_model, budget, groups, lbound, round_to=8):
         self.cost_model = cost_model
         self.budget = budget
-        self.candidates = {g.name: keep_candidates(g.channels, lbound, round_to) for g in groups}
+        self.candidates = {g.name: group_candidates(g, lbound, round_to) for g in groups}
         self.floor = {name: c[0] for name, c in self.candidates.items()}
 
     def max_count(self, decided, group):

@@ -143,7 +143,7 @@ class PruningEnv(py_environment.PyEnvironment):
     def _step(self, action):
         group = self.groups[self._t]
         ratio = float(np.clip(np.asarray(action, dtype=np.float64).reshape(-1)[0], self.lbound, 1.0))
-        count = kept_channels(group.channels, ratio, self.round_to)
+        count = kept_channels(group.channels, ratio, group.granularity(self.round_to))
         allowed = self.wall.max_count(self._counts, group.name)
         needed = min(self.wall.min_count(self._counts, group.name), allowed) if self.fill_budget else 0
         if not needed <= count <= allowed:

@@ -107,10 +107,9 @@ class MaskedModel:
         self.analysis = analysis
         self._importance = channel_importance(analysis)
         consumers = analysis.prunable_consumers()
-        self._kind = {name: analysis.layer_io(name)["kind"] for name in consumers}
         refit = set()
         if calib_data is not None:
-            refit = {n for n in consumers if refittable(model.get_layer(n), self._kind[n])}
+            refit = {n for n in consumers if refittable(model.get_layer(n))}
         self.clone = keras.models.clone_model(
             model, clone_function=lambda layer: (_refitting_clone if layer.name in refit else _plain_clone)(layer))
         self.clone.set_weights(model.get_weights())
@@ -181,8 +180,8 @@ class MaskedModel:
                 self._dirty.discard(name)
         for name, positions in dropped.items():
             if name not in self._refit:
-                self.clone.get_layer(name).set_weights(zero_input_channels(self._original[name], self._kind[name],
-                                                                           positions))
+                layer = self.clone.get_layer(name)
+                layer.set_weights(zero_input_channels(layer, self._original[name], positions))
                 self._dirty.add(name)
         if self._refit:
             self._fit(self._calib)

@@ -97,7 +97,7 @@ def _policy(groups, counts, round_to, metadata):
     ratios = {}
     for g in groups:
         ratios[g.name] = counts[g.name] / g.channels
-        if kept_channels(g.channels, ratios[g.name], round_to) != counts[g.name]:  # the count must round-trip
+        if kept_channels(g.channels, ratios[g.name], g.granularity(round_to)) != counts[g.name]:  # must round-trip
             raise RuntimeError(f"internal error: keep ratio {ratios[g.name]} of {g.name!r} does not give "
                                f"{counts[g.name]} channels")
     return PrunePolicy(ratios, round_to=round_to, metadata=metadata)

@@ -1,13 +1,16 @@
 """Read a .tflite flatbuffer: which ops hold each Keras layer's weights, and their stored types."""
 import dataclasses
 
-from tfmc import graph as graph_lib
 from tfmc._keras import keras
+from tfmc.layers import handler_for
 
 # Ops whose second input is a weight tensor tfmc reports on.
 WEIGHT_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
-# Keras layer kinds (tfmc.graph.layer_kind) that become WEIGHT_OPS.
-WEIGHTED_KINDS = ("conv", "dense", "depthwise", "separable")
+
+
+def _becomes_weight_op(layer):
+    """Whether ``layer``'s handler maps it to one of WEIGHT_OPS (tfmc.layers: ``litert_ops``)."""
+    return bool(set(handler_for(layer).litert_ops) & set(WEIGHT_OPS))
 
 
 def _schema():
@@ -82,9 +85,9 @@ def weighted_layers(model):
         inner = getattr(layer, "layer", None)
         if isinstance(layer, keras.Model) and inner is None:
             found.update(weighted_layers(layer))
-        elif inner is not None and graph_lib.layer_kind(inner) in WEIGHTED_KINDS:
+        elif inner is not None and _becomes_weight_op(inner):
             found[layer.name] = (inner.name, inner)
-        elif graph_lib.layer_kind(layer) in WEIGHTED_KINDS:
+        elif _becomes_weight_op(layer):
             found[layer.name] = (layer.name, layer)
     return found
 

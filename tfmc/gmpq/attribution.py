@@ -8,9 +8,9 @@ convolutional feature map, for each model's own predicted class.
 from tfmc import graph as graph_lib
 from tfmc._keras import keras, tf
 from tfmc.errors import PolicyError
+from tfmc.layers import handler_for
 
 L = keras.layers
-_CONV_KINDS = ("conv", "depthwise", "separable")
 # Layers that belong to a conv block's output: Grad-CAM is read after them.
 _BLOCK_TAIL = (L.BatchNormalization, L.ReLU, L.LeakyReLU, L.ELU, L.PReLU, L.Activation)
 
@@ -25,7 +25,7 @@ def feature_layer(model):
       ValueError: the model has no such convolution.
     """
     calls = graph_lib.layer_calls(model)
-    convs = [c for c in calls if graph_lib.layer_kind(c.layer) in _CONV_KINDS and len(c.output_shapes[0] or ()) == 4]
+    convs = [c for c in calls if handler_for(c.layer).feature_map and len(c.output_shapes[0] or ()) == 4]
     if not convs:
         raise PolicyError(
             f"GMPQ attribution needs a convolutional layer (Conv2D, DepthwiseConv2D or SeparableConv2D) "

@@ -1,11 +1,8 @@
 """Search spaces: which bit widths each kind of layer may take."""
-from tfmc import graph as graph_lib
-from tfmc._keras import keras
+from tfmc.layers import handler_for
 from tfmc.errors import UsageError
 
-L = keras.layers
-
-# space -> layer kind -> (candidate weight bits, candidate activation bits)
+# space -> a handler's bits_kind (tfmc.layers) -> (candidate weight bits, candidate activation bits)
 SPACES = {
     # The paper's simulated space (Wang et al., ICCV 2021): {2, 3, 4, 6} for both.
     "gmpq": {
@@ -23,7 +20,6 @@ SPACES = {
     },
 }
 DEFAULT_SPACE = "litert"
-_SEARCHABLE_CLASSES = (L.Conv2D, L.DepthwiseConv2D, L.Dense)
 
 
 def check_space(space):
@@ -34,8 +30,8 @@ def check_space(space):
 
 
 def searchable(layer):
-    """Whether GMPQ can give ``layer`` bit widths (a Conv2D, DepthwiseConv2D or Dense, not a subclass)."""
-    return type(layer) in _SEARCHABLE_CLASSES
+    """Whether GMPQ can give ``layer`` bit widths (its handler's ``takes_bits``: Conv2D, DepthwiseConv2D, Dense)."""
+    return handler_for(layer).takes_bits(layer)
 
 
 def layer_candidates(space, layer):
@@ -47,4 +43,4 @@ def layer_candidates(space, layer):
     """
     if not searchable(layer):
         return None
-    return SPACES[check_space(space)].get(graph_lib.layer_kind(layer))
+    return SPACES[check_space(space)].get(handler_for(layer).bits_kind)

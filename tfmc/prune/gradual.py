@@ -192,8 +192,9 @@ def prunable(model, ratios, *, schedule=None, importance=None, round_to=8):
     keep_ratios, round_to = resolve_keep_ratios(analysis, ratios, round_to)
     taken = {layer.name for layer in model.layers}
     masks = {
-        name: ChannelMask(name, analysis.group(name).channels, keep_ratio=ratio, round_to=round_to,
-                          schedule=schedule, name=_mask_name(name, taken))
+        name: ChannelMask(name, analysis.group(name).channels, keep_ratio=ratio,
+                          round_to=analysis.group(name).granularity(round_to), schedule=schedule,
+                          name=_mask_name(name, taken))
         for name, ratio in keep_ratios.items()
     }
     consumers = set(analysis.prunable_consumers())

@@ -12,6 +12,7 @@ import numpy as np
 
 from tfmc._keras import keras, register, tf
 from tfmc.errors import UsageError
+from tfmc.layers import ChannelScale, register_layer
 from tfmc.policy import _check_ratio, kept_channels
 from tfmc.prune import schedules
 
@@ -41,8 +42,6 @@ class ChannelMask(keras.layers.Layer):
       >>> mask.group, mask.channels, mask.keep_ratio, int(mask.mask.sum())
       ('conv1', 16, 0.5, 8)
     """
-
-    is_channel_mask = True  # read by tfmc.graph, which sees channels through the mask
 
     def __init__(self, group, channels, keep_ratio=1.0, round_to=1, schedule=None, **kwargs):
         super().__init__(**kwargs)
@@ -124,3 +123,6 @@ class ChannelMask(keras.layers.Layer):
             "round_to": self.round_to,
             "schedule": schedules.serialize(self.schedule),
         }
+
+
+register_layer(ChannelMask, ChannelScale())  # tfmc.graph sees channels through the mask

@@ -7,6 +7,8 @@ by reassigning weights of one model instead of rebuilding it.
 """
 import numpy as np
 
+from tfmc.layers import handler_for
+
 
 def dropped_input_positions(analysis, keep):
     """{consumer layer name: input positions it no longer reads} under ``keep`` masks."""
@@ -20,19 +22,9 @@ def dropped_input_positions(analysis, keep):
     return result
 
 
-def zero_input_channels(weights, kind, positions):
-    """Copy of ``weights`` (a layer's get_weights()) with input ``positions`` zeroed."""
-    weights = [w.copy() for w in weights]
-    if kind in ("conv", "dense"):
-        weights[0][..., positions, :] = 0.0
-    elif kind == "separable":
-        pointwise = weights[1]
-        cin, multiplier = weights[0].shape[-2], weights[0].shape[-1]
-        view = pointwise.reshape(pointwise.shape[:-2] + (cin, multiplier, pointwise.shape[-1]))
-        view[..., positions, :, :] = 0.0
-    else:
-        raise ValueError(f"cannot mask inputs of a layer of kind {kind!r}")
-    return weights
+def zero_input_channels(layer, weights, positions):
+    """Copy of ``weights`` (``layer.get_weights()``) with input ``positions`` zeroed, by ``layer``'s handler."""
+    return handler_for(layer).zero_inputs(layer, weights, positions)
 
 
 def masked_copy(model, analysis, keep):
@@ -42,7 +34,6 @@ def masked_copy(model, analysis, keep):
     clone = keras.models.clone_model(model)
     clone.set_weights(model.get_weights())
     for name, positions in dropped_input_positions(analysis, keep).items():
-        kind = analysis.layer_io(name)["kind"]
         layer = clone.get_layer(name)
-        layer.set_weights(zero_input_channels(layer.get_weights(), kind, positions))
+        layer.set_weights(zero_input_channels(layer, layer.get_weights(), positions))
     return clone

@@ -13,6 +13,7 @@ errors do not pile up layer after layer.
 import numpy as np
 
 from tfmc._keras import keras, tf
+from tfmc.layers import handler_for
 
 
 def _as_array(calib_data, max_images):
@@ -31,9 +32,9 @@ def _as_array(calib_data, max_images):
     return x[:max_images]
 
 
-def refittable(layer, kind):
-    """Whether a consumer of ``kind`` can be refitted: Dense, or Conv2D with groups=1."""
-    return kind == "dense" or (kind == "conv" and isinstance(layer, keras.layers.Conv2D) and layer.groups == 1)
+def refittable(layer):
+    """Whether consumer ``layer`` can be refitted (its handler says: Dense, or Conv2D with groups=1)."""
+    return handler_for(layer).refittable(layer)
 
 
 def _same_padding(size, out, kernel, stride, dilation):
@@ -169,7 +170,7 @@ def reconstruct(original, pruned, analysis, keep, calib_data, *, max_images=3000
     # topological order, so every refit sees the refits before it (group order is not topological)
     targets = sorted(
         (name for name in dropped_input_positions(analysis, keep)
-         if refittable(original.get_layer(name), analysis.layer_io(name)["kind"])),
+         if refittable(original.get_layer(name))),
         key=order.__getitem__,
     )
     if not targets:

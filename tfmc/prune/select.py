@@ -7,30 +7,17 @@ consumer are summed, so one decision serves all of them.
 import numpy as np
 
 from tfmc.errors import PolicyError
+from tfmc.layers import handler_for
 from tfmc.policy import PrunePolicy, _check_ratio, kept_channels
 
 
-def consumer_input_l1(layer, kind):
-    """L1 norm of ``layer``'s weights per input position (summed over outputs and window)."""
-    if kind in ("conv", "dense"):
-        kernel = np.abs(layer.get_weights()[0])
-        return kernel.sum(axis=tuple(a for a in range(kernel.ndim) if a != kernel.ndim - 2))
-    if kind == "separable":
-        depthwise, pointwise = (np.abs(w) for w in layer.get_weights()[:2])
-        cin, multiplier = depthwise.shape[-2], depthwise.shape[-1]
-        per_input = pointwise.reshape(cin, multiplier, -1).sum(axis=(1, 2))
-        return per_input + depthwise.reshape(-1, cin, multiplier).sum(axis=(0, 2))
-    raise ValueError(f"layer {layer.name!r} of kind {kind!r} does not consume channels")
+def consumer_input_norm(layer, p=1):
+    """Lp norm of ``layer``'s weights per input position (summed over outputs and window), by its handler."""
+    return handler_for(layer).input_norm(layer, layer.get_weights(), p)
 
 
-def producer_output_l1(layer, kind):
-    """L1 norm of ``layer``'s filters per output channel (fallback when nothing consumes them)."""
-    kernel = np.abs(layer.get_weights()[0 if kind != "separable" else 1])
-    return kernel.reshape(-1, kernel.shape[-1]).sum(axis=0)
-
-
-def channel_importance(analysis):
-    """{prunable group name: L1 importance of each of its channels}."""
+def consumer_importance(analysis, score):
+    """{prunable group: per-channel sum over its consumers of ``score(layer)`` (per input position)}."""
     model = analysis.model
     result = {}
     for group in analysis.groups:
@@ -39,27 +26,38 @@ def channel_importance(analysis):
         importance = np.zeros(group.channels)
         for name in group.consumers:
             role = analysis.layer_io(name)
-            l1 = consumer_input_l1(model.get_layer(name), role["kind"])
+            values = score(model.get_layer(name))
             for pos, (g, i) in enumerate(analysis.map_groups(role["in"][0])):
                 if g == group.name:
-                    importance[i] += l1[pos]
+                    importance[i] += values[pos]
         result[group.name] = importance
     return result
+
+
+def channel_importance(analysis):
+    """{prunable group name: L1 importance of each of its channels}."""
+    return consumer_importance(analysis, consumer_input_norm)
 
 
 def select_channels(analysis, kept_counts, importance=None):
     """Boolean keep masks: each group keeps its ``kept_counts[name]`` most important channels.
 
-    Ties go to the lower channel index, so the choice is deterministic.
+    Ties go to the lower channel index, so the choice is deterministic. A
+    group with ``block`` > 1 (it feeds a grouped convolution) keeps whole
+    aligned blocks, ranked by the sum of their channels' importance.
     """
     importance = channel_importance(analysis) if importance is None else importance
     masks = {}
     for name, count in kept_counts.items():
-        scores = importance[name]
-        order = np.argsort(-scores, kind="stable")
-        mask = np.zeros(len(scores), dtype=bool)
-        mask[order[: int(count)]] = True
-        masks[name] = mask
+        scores = np.asarray(importance[name])
+        block = analysis.group(name).block
+        if int(count) % block:
+            raise PolicyError(f"channel group {name!r} is pruned in blocks of {block} channels; "
+                              f"{int(count)} channels is not a whole number of blocks")
+        order = np.argsort(-scores.reshape(-1, block).sum(axis=1), kind="stable")
+        mask = np.zeros(len(scores) // block, dtype=bool)
+        mask[order[: int(count) // block]] = True
+        masks[name] = np.repeat(mask, block)
     return masks
 
 
@@ -100,6 +98,6 @@ def resolve_keep_ratios(analysis, ratios, round_to=8):
 def keep_counts(analysis, keep_ratios, round_to=8):
     """{group: kept channel count} for validated ``keep_ratios``."""
     return {
-        name: kept_channels(analysis.group(name).channels, ratio, round_to)
+        name: kept_channels(analysis.group(name).channels, ratio, analysis.group(name).granularity(round_to))
         for name, ratio in keep_ratios.items()
     }

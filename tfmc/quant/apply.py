@@ -12,6 +12,7 @@ from tfmc import graph as graph_lib
 from tfmc._keras import custom_objects, keras, require_graph_model, tf
 from tfmc.bops import check_policy_layers
 from tfmc.errors import PolicyError
+from tfmc.layers import handler_for
 from tfmc.policy import BitPolicy
 from tfmc.quant.configs import LayerBitsQuantizeConfig, kernel_spec
 from tfmc.quant.quantizers import activation_quantizer
@@ -19,9 +20,6 @@ from tfmc.quant.quantizers import activation_quantizer
 _qk = tfmot.quantization.keras
 _default8 = _qk.default_8bit
 L = keras.layers
-
-# Layer kinds (tfmc.graph.layer_kind) that compute with weights of their own.
-_WEIGHT_KINDS = ("conv", "dense", "depthwise", "separable", "conv_transpose", "prelu")
 
 
 class _PolicyBits:
@@ -59,7 +57,7 @@ class _PolicyBits:
                 self.output_bits[source] = max(self.output_bits.get(source, 0), bits.activation_bits)
 
     def _is_weight_layer(self, layer):
-        return graph_lib.layer_kind(layer) in _WEIGHT_KINDS
+        return handler_for(layer).weighted  # computes with weights of its own (tfmc.layers)
 
     def _folded_into(self, layer):
         """The BatchNorm and ReLU layers after weight layer ``layer`` that the converter folds into its op."""

@@ -1,0 +1,113 @@
+"""Handlers of layers without channel weights: they pass, merge, concatenate, reshape or freeze channels."""
+from tfmc.layers.handler import LayerHandler
+
+_CHANNEL_MIXING_ACTIVATIONS = {"softmax", "log_softmax"}
+
+
+class PassThrough(LayerHandler):
+    """Channels pass unchanged and nothing is sliced (activations, dropout, pooling, padding, ...).
+
+    A layer whose output does not keep the channel count on the last axis
+    freezes its groups instead.
+    """
+
+    kind = "pass"
+
+    def visit(self, graph, call, in_maps):
+        if call.output_shapes[0][-1] != call.input_shapes[0][-1]:
+            graph.freeze(call, in_maps, f"{call.layer.name!r} does not keep channels on the last axis")
+            return
+        graph.carry(call, in_maps, in_maps[0], member=False)
+
+
+class ChannelMixing(LayerHandler):
+    """A layer that mixes channels without weights (softmax): its groups freeze."""
+
+    def visit(self, graph, call, in_maps):
+        graph.freeze(call, in_maps, f"{call.layer.name!r} mixes channels ({type(call.layer).__name__})")
+
+
+class ActivationLayer(PassThrough):
+    """``keras.layers.Activation``: element-wise, except softmax / log_softmax, which mix channels."""
+
+    def _mixes(self, layer):
+        return layer.get_config()["activation"] in _CHANNEL_MIXING_ACTIVATIONS
+
+    def kind_of(self, layer):
+        return "other" if self._mixes(layer) else "pass"
+
+    def visit(self, graph, call, in_maps):
+        if self._mixes(call.layer):
+            ChannelMixing().visit(graph, call, in_maps)
+            return
+        super().visit(graph, call, in_maps)
+
+
+class ElementwiseMerge(LayerHandler):
+    """Add, Subtract, Multiply, Maximum, Minimum, Average: the inputs' channels are unified into one group."""
+
+    kind = "merge"
+
+    def visit(self, graph, call, in_maps):
+        graph.merge(call, in_maps)
+
+
+class Concatenation(LayerHandler):
+    """Concatenate on the channel axis: the output's channels are the inputs' channels, in order."""
+
+    kind = "concat"
+
+    def visit(self, graph, call, in_maps):
+        import numpy as np
+
+        layer = call.layer
+        rank = len(call.output_shapes[0])
+        if layer.axis not in (-1, rank - 1):
+            graph.freeze(call, in_maps, f"Concatenate {layer.name!r} joins on axis {layer.axis}, not channels")
+            return
+        out = (np.concatenate([m[0] for m in in_maps]), np.concatenate([m[1] for m in in_maps]))
+        graph.carry(call, in_maps, out, member=False)
+
+
+class ReshapeLayer(LayerHandler):
+    """Reshape keeping the channels last: channels pass, and the target shape's last entry shrinks with them."""
+
+    kind = "reshape"
+
+    def visit(self, graph, call, in_maps):
+        if call.output_shapes[0][-1] != call.input_shapes[0][-1]:
+            graph.freeze(call, in_maps, f"Reshape {call.layer.name!r} moves channels off the last axis")
+            return
+        graph.carry(call, in_maps, in_maps[0], member=True)
+
+    def pruned_config(self, layer, config, in_keep, out_keep):
+        config["target_shape"] = tuple(config["target_shape"][:-1]) + (int(len(out_keep)),)
+        return config
+
+
+class FlattenLayer(LayerHandler):
+    """Flatten mixes channels with positions: its groups freeze."""
+
+    kind = "flatten"
+
+    def visit(self, graph, call, in_maps):
+        graph.freeze(call, in_maps, f"flattened by {call.layer.name!r}")
+
+
+class NestedModel(LayerHandler):
+    """A model used as a layer: its groups freeze (its inner layers are costed as "outer/inner")."""
+
+    kind = "model"
+
+    def visit(self, graph, call, in_maps):
+        graph.freeze(call, in_maps, f"passes through nested model {call.layer.name!r}")
+
+
+class ChannelScale(LayerHandler):
+    """tfmc's ChannelMask: it only scales channels and is called wherever its group is read, so shared by design."""
+
+    kind = "mask"
+    shared_ok = True
+
+    def visit(self, graph, call, in_maps):
+        graph.carry(call, in_maps, in_maps[0], member=False)
