@@ -12,12 +12,17 @@ class PassThrough(LayerHandler):
     """
 
     kind = "pass"
+    member = False  # nothing of the layer shrinks with the channels
+
+    def moved_reason(self, layer):
+        """Why the groups freeze when ``layer`` does not keep the channel count on the last axis."""
+        return f"{layer.name!r} does not keep channels on the last axis"
 
     def visit(self, graph, call, in_maps):
         if call.output_shapes[0][-1] != call.input_shapes[0][-1]:
-            graph.freeze(call, in_maps, f"{call.layer.name!r} does not keep channels on the last axis")
+            graph.freeze(call, in_maps, self.moved_reason(call.layer))
             return
-        graph.carry(call, in_maps, in_maps[0], member=False)
+        graph.carry(call, in_maps, in_maps[0], member=self.member)
 
 
 class ChannelMixing(LayerHandler):
@@ -69,16 +74,14 @@ class Concatenation(LayerHandler):
         graph.carry(call, in_maps, out, member=False)
 
 
-class ReshapeLayer(LayerHandler):
+class ReshapeLayer(PassThrough):
     """Reshape keeping the channels last: channels pass, and the target shape's last entry shrinks with them."""
 
     kind = "reshape"
+    member = True
 
-    def visit(self, graph, call, in_maps):
-        if call.output_shapes[0][-1] != call.input_shapes[0][-1]:
-            graph.freeze(call, in_maps, f"Reshape {call.layer.name!r} moves channels off the last axis")
-            return
-        graph.carry(call, in_maps, in_maps[0], member=True)
+    def moved_reason(self, layer):
+        return f"Reshape {layer.name!r} moves channels off the last axis"
 
     def pruned_config(self, layer, config, in_keep, out_keep):
         config["target_shape"] = tuple(config["target_shape"][:-1]) + (int(len(out_keep)),)
