@@ -27,7 +27,8 @@ def test_kind_mismatch_is_named(tmp_path):
 
 @pytest.mark.parametrize(
     "channels, ratio, round_to, kept",
-    [(64, 0.5, 8, 32), (64, 0.3, 8, 16), (64, 0.2, 8, 16), (64, 0.01, 8, 8), (5, 0.5, 8, 5), (10, 0.25, 1, 3), (10, 0.01, 1, 1), (24, 1.0, 8, 24)],
+    [(64, 0.5, 8, 32), (64, 0.3, 8, 16), (64, 0.2, 8, 16), (64, 0.01, 8, 8), (5, 0.5, 8, 5), (10, 0.25, 1, 3), (10, 0.01, 1, 1), (24, 1.0, 8, 24), (10, 1.0, 8, 10),
+     (10, 0.99, 8, 8)],
 )
 def test_kept_channels_rounding(channels, ratio, round_to, kept):
     assert kept_channels(channels, ratio, round_to) == kept

@@ -202,3 +202,15 @@ def test_sequential_nested_and_shared_models_prune(kind):
     x = tiny_models.images(4, tuple(model.inputs[0].shape[1:]))
     np.testing.assert_allclose(pruned(x).numpy(), masked_copy(model, analysis, details["keep"])(x).numpy(), atol=1e-4)
     assert tfmc.count_params(pruned) < tfmc.count_params(model)
+
+
+def test_keep_one_keeps_groups_whose_size_is_off_the_rounding_grid():
+    # 10 channels rounded to the nearest multiple of 8 would be 8: keep 1.0 must still keep all 10
+    inp = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(10, 3, name="ten")(inp)
+    x = keras.layers.Conv2D(4, 1, name="reader")(x)
+    model = keras.Model(inp, keras.layers.GlobalAveragePooling2D()(x))
+    same = prune(model, 1.0)
+    assert same.get_layer("ten").filters == 10
+    x = np.random.default_rng(0).normal(size=(2, 8, 8, 3)).astype(np.float32)
+    np.testing.assert_array_equal(same(x).numpy(), model(x).numpy())

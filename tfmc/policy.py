@@ -21,13 +21,16 @@ def kept_channels(channels, keep_ratio, round_to=8):
     """Number of channels a group of ``channels`` keeps at ``keep_ratio``.
 
     ``max(round(channels * keep_ratio), 1)`` rounded to the nearest multiple of
-    ``round_to`` (at least one multiple), never more than ``channels``. Mobile
+    ``round_to`` (at least one multiple), never more than ``channels``; a
+    keep ratio of 1 keeps every channel (10 channels do not round down to 8). Mobile
     kernels vectorise over 4 or 8 channels, so counts off that grid buy less
     latency than their MACs promise (He et al., AMC, ECCV 2018, section 4).
     """
     if round_to < 1 or int(round_to) != round_to:
         raise PolicyError(f"round_to must be a positive integer, got {round_to!r}")
     keep_ratio = _check_ratio("group", keep_ratio)
+    if keep_ratio == 1.0:
+        return int(channels)
     kept = max(int(math.floor(channels * keep_ratio + 0.5)), 1)
     if round_to > 1:
         kept = max(int(math.floor(kept / round_to + 0.5)) * round_to, round_to)
