@@ -76,7 +76,7 @@ def test_latency_cost_reads_the_table_per_layer(chain):
 def test_keep_candidates_are_multiples_of_round_to():
     assert keep_candidates(16, 0.2) == [8, 16]
     assert keep_candidates(44, 0.2) == [8, 16, 24, 32, 40, 44]
-    assert keep_candidates(10, 0.2) == [8]
+    assert keep_candidates(10, 0.2) == [8, 10]  # keep 1.0 keeps all 10 (issue 15: keep 1.0 changes nothing)
     assert keep_candidates(24, 0.5, round_to=1) == list(range(12, 25))
 
 
