@@ -467,3 +467,17 @@ def test_the_batch_baseline_follows_the_sampled_batches(residual):
     assert agent.baseline == pytest.approx(expected)
     with pytest.raises(ValueError, match="baseline must be 'episode' or 'batch', got 'bogus'"):
         amc.AgentConfig(baseline="bogus")
+
+
+def test_the_reward_is_scored_with_the_criterion_the_policy_records_and_prune_applies(residual):
+    x, y = _reward_set()
+    result = amc.search(residual, (x, y), target_macs=0.5, seed=2, importance="random", **FAST)
+    assert result.policy.metadata["importance"] == {"name": "random", "seed": 0}
+    pruned, details = tfmc.prune(residual, result.policy, return_details=True)  # no criterion given: the policy's
+    analysis = ChannelGraph(residual)
+    masks = MaskedModel(residual, analysis, importance="random").masks(result.policy.metadata["kept_channels"])
+    assert all(np.array_equal(masks[g], details["keep"][g]) for g in masks)
+    l1 = MaskedModel(residual, analysis).masks(result.policy.metadata["kept_channels"])
+    assert any(not np.array_equal(masks[g], l1[g]) for g in masks)  # the criterion mattered
+    accuracy = float(np.mean(np.argmax(pruned.predict(x, verbose=0), -1) == y))
+    assert result.best_accuracy == pytest.approx(accuracy, abs=1e-9)

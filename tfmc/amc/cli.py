@@ -105,8 +105,9 @@ def run_search(args):
                                      reward_scale=args.reward_scale, targets=args.critic_targets),
         fill_budget=args.fill_budget, method=args.search, rescore_data=rescore_set,
         rescore_top=max(args.rescore_top, 1), actor_every=args.actor_every, strategy=args.strategy,
+        importance=args.importance,
     )
-    pruned = prune(model, result.policy, calib_data=calib)
+    pruned = prune(model, result.policy, calib_data=calib)  # with the criterion the policy records
     x_test, y_test = dataset.x_test, dataset.y_test
     rows = [("original", train.accuracy(model, x_test, y_test), cost.count_macs(model), cost.count_params(model)),
             ("AMC policy, reconstructed", train.accuracy(pruned, x_test, y_test), cost.count_macs(pruned),

@@ -34,7 +34,8 @@ from tfmc._keras import keras, tf
 from tfmc.graph import layer_calls
 from tfmc.prune.masking import dropped_input_positions, zero_input_channels
 from tfmc.prune.reconstruct import RIDGE, consumer_seeds, gather_patches, patch_positions, refittable
-from tfmc.prune.select import channel_importance, select_channels
+from tfmc.prune.importance import get_importance
+from tfmc.prune.select import select_channels
 
 
 class _Refitting:
@@ -96,6 +97,9 @@ class MaskedModel:
       max_images: at most this many calibration images (AMC: 3000).
       points_per_image: sampled output positions per image (AMC: 10).
       seed: seeds the sampling (``tfmc.prune`` uses 0).
+      importance: the channel criterion (``tfmc.prune.importance``; default
+        L1), given the calibration images; ``tfmc.prune`` must be given the
+        same one for the reward to be its model's (an AMC policy records it).
 
     Example:
       >>> masked = MaskedModel(model, ChannelGraph(model), calib_data=x_train[:500])
@@ -103,9 +107,11 @@ class MaskedModel:
       >>> logits = masked.predict(x_val)
     """
 
-    def __init__(self, model, analysis, calib_data=None, *, max_images=3000, points_per_image=10, seed=0):
+    def __init__(self, model, analysis, calib_data=None, *, max_images=3000, points_per_image=10, seed=0,
+                 importance=None):
         self.analysis = analysis
-        self._importance = channel_importance(analysis)
+        self.importance = get_importance(importance)
+        self._importance = self.importance.scores(analysis, calib_data)
         consumers = analysis.prunable_consumers()
         refit = set()
         if calib_data is not None:
@@ -162,7 +168,7 @@ class MaskedModel:
             self._mode.fitting = False
 
     def masks(self, counts):
-        """{group: bool mask}: each group keeps its ``counts[group]`` channels of largest L1 norm."""
+        """{group: bool mask}: each group keeps its ``counts[group]`` most important channels (``importance``)."""
         return select_channels(self.analysis, counts, importance=self._importance)
 
     def apply(self, counts):

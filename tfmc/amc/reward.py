@@ -98,13 +98,16 @@ class RewardEvaluator:
       macs_model, params_model: CostModels of MACs and parameters.
       calib: calibration images or None.
       strategy: a tf.distribute.Strategy, its name, or None (one device).
+      importance: the channel criterion of the masked model (``tfmc.prune.importance``; default L1).
     """
 
-    def __init__(self, model, analysis, reward, x, y, macs_model, params_model, calib=None, strategy=None):
+    def __init__(self, model, analysis, reward, x, y, macs_model, params_model, calib=None, strategy=None,
+                 importance=None):
         self.reward = reward
         self.x, self.y = x, y
         self.macs_model, self.params_model = macs_model, params_model
-        self.masked = MaskedModel(model, analysis, calib)  # the sampling seed of tfmc.prune: the reward is its model's
+        # the sampling seed and channel criterion of tfmc.prune: the reward is its model's
+        self.masked = MaskedModel(model, analysis, calib, importance=importance)
         strategy = make_strategy(strategy)
         self._replicated = None
         if strategy is not tf.distribute.get_strategy():

@@ -15,6 +15,7 @@ from tfmc.data import as_arrays, check_finite
 from tfmc.errors import BudgetError, PolicyError, UsageError
 from tfmc.graph import ChannelGraph
 from tfmc.policy import PrunePolicy, kept_channels
+from tfmc.prune.importance import get_importance
 from tfmc.runs import RunFolder, digest
 from tfmc.train import make_strategy
 
@@ -106,7 +107,8 @@ def _policy(groups, counts, round_to, metadata):
 def search(model, val_data, *, target_macs=None, target_params=None, target_latency_ms=None, latency_table=None,
            calib_data=None, reward="acc", episodes=300, warmup=100, lbound=0.2, round_to=8, out_dir=None,
            resume=False, seed=0, progress=True, stop_after=None, agent_config=None, max_calib_images=3000,
-           fill_budget=False, method="ddpg", rescore_data=None, rescore_top=5, actor_every=10, strategy=None):
+           fill_budget=False, method="ddpg", rescore_data=None, rescore_top=5, actor_every=10, strategy=None,
+           importance=None):
     """Search per-group keep ratios under a hard budget with a DDPG agent (He et al., AMC, ECCV 2018).
 
     Each episode walks the prunable channel groups in topological order; the
@@ -180,6 +182,11 @@ def search(model, val_data, *, target_macs=None, target_params=None, target_late
         and with random actions many warm-up policies then leave part of it
         unused, which the accuracy reward can only punish. Meant for
         ``reward="acc"``; the other rewards pay for saving.
+      importance: the channel criterion the masked model keeps channels by
+        (``tfmc.prune.importance``: a name, config dict or Importance;
+        default L1). The policy records it in ``metadata["importance"]``,
+        and ``tfmc.prune`` applies the policy with it. "taylor" reads
+        ``calib_data``.
 
     Returns:
       SearchResult.
@@ -228,6 +235,7 @@ def search(model, val_data, *, target_macs=None, target_params=None, target_late
     calib = None if calib_data is None else np.asarray(calib_data, np.float32)[:max_calib_images]
     if calib is not None:
         check_finite(None, "calib_data", calib)
+    criterion = get_importance(importance)
     fingerprint = {
         "model": model.name, "weights": digest(*model.get_weights()),
         "groups": [[g.name, g.channels] for g in groups],
@@ -235,6 +243,7 @@ def search(model, val_data, *, target_macs=None, target_params=None, target_late
         "reward": name_of_reward, "reward_set": digest(x_val, y_val),
         "calibration": None if calib is None else digest(calib), "seed": int(seed), "warmup": int(warmup),
         "fill_budget": fill_budget, "method": method, "actor_every": int(actor_every) if method == "ddpg" else 0,
+        "importance": criterion.to_config(),
         "agent": config.as_dict(),
     }
     if metric == "latency":
@@ -245,7 +254,9 @@ def search(model, val_data, *, target_macs=None, target_params=None, target_late
                         upgrade=_with_later_defaults)
     resumed = run.open(resume) if run else None
 
-    evaluator = RewardEvaluator(model, analysis, reward, x_val, y_val, macs_model, params_model, calib, strategy)
+    # the sampling seed and the criterion of tfmc.prune: the reward is its model's
+    evaluator = RewardEvaluator(model, analysis, reward, x_val, y_val, macs_model, params_model, calib, strategy,
+                                importance=criterion)
     plain_eval_seconds = _second_call_seconds(evaluator.logits, x_val)
     plain_calibration_seconds = 0.0 if calib is None else _second_call_seconds(evaluator.masked.predict, calib)
     history = [] if resumed is None else resumed.history
@@ -306,6 +317,7 @@ def search(model, val_data, *, target_macs=None, target_params=None, target_late
         "macs": best["macs"], "params": best["params"], "cost": best["cost"],
         "reward": name_of_reward, "reward_value": best["reward"], "reward_accuracy": best["accuracy"],
         "episode": best["episode"], "seed": int(seed), "fill_budget": fill_budget,
+        "importance": criterion.to_config(),
     }
     if rescored:
         chosen = next(r for r in rescored if r["episode"] == best["episode"])
@@ -410,6 +422,7 @@ def _with_later_defaults(fingerprint):
     fingerprint = dict(fingerprint)
     fingerprint.setdefault("fill_budget", False)
     fingerprint.setdefault("method", "ddpg")
+    fingerprint.setdefault("importance", {"name": "l1"})
     fingerprint.setdefault("actor_every", 0)  # searches before it had no noise-free episodes
     if isinstance(fingerprint.get("agent"), dict):
         legacy = {"reward_scale": "none", "updates": 1, "targets": "bootstrap"}  # how searches before these learnt

@@ -34,6 +34,9 @@ def register(sub):
     data.add_data_arguments(p, "calibration data for least-squares reconstruction (an AMC search: its reward set)")
     p.add_argument("--calib-images", type=int, default=512, help="calibration images used for reconstruction (default 512)")
     p.add_argument("--round-to", type=int, default=8, help="kept channel counts are multiples of this (default 8)")
+    p.add_argument("--importance", choices=_criteria(),
+                   help="channel importance criterion (default: the one a --ratios policy file records, else l1; "
+                        "taylor reads --data); an AMC search ranks channels by it and records it in its policy")
     p.add_argument("--out", required=True, help="output .keras/.h5 file or folder")
     p.add_argument("--gradual-epochs", type=int,
                    help="prune during this many epochs of training on --data (Adam at --finetune-lr, cosine), "
@@ -43,6 +46,12 @@ def register(sub):
     add_strategy_argument(p)
     p.set_defaults(run=run)
     return p
+
+
+def _criteria():
+    from tfmc.prune.importance import CRITERIA
+
+    return sorted(CRITERIA)
 
 
 def add_search_arguments(parser):
@@ -129,8 +138,10 @@ def run(args):
     if args.data:
         dataset = data.load_for_model(args.data, model, data_dir=args.data_dir)
         calib = dataset.x_train[: args.calib_images]
-    pruned, details = prune(model, ratios, calib_data=calib, round_to=args.round_to, return_details=True)
-    return _write_outputs(args, model, pruned, ratios, details["kept_channels"], model_path, folder)
+    pruned, details = prune(model, ratios, calib_data=calib, round_to=args.round_to, importance=args.importance,
+                            return_details=True)
+    return _write_outputs(args, model, pruned, ratios, details["kept_channels"], model_path, folder,
+                          importance=details["importance"])
 
 
 def _claim_outputs(args):
@@ -158,7 +169,7 @@ def _summary(model, pruned, accuracy_rows=()):
     ])
 
 
-def _write_outputs(args, model, pruned, ratios, kept_channels, model_path, folder, accuracy_rows=()):
+def _write_outputs(args, model, pruned, ratios, kept_channels, model_path, folder, accuracy_rows=(), importance=None):
     from tfmc import cost, io, outputs
     from tfmc.policy import PrunePolicy
 
@@ -169,6 +180,8 @@ def _write_outputs(args, model, pruned, ratios, kept_channels, model_path, folde
             {g: float(ratios) for g in kept_channels}, round_to=args.round_to
         )
         policy.metadata.update({"kept_channels": kept_channels, "macs": after, "params": params_after})
+        if importance is not None:
+            policy.metadata["importance"] = importance
         with outputs.staged(folder) as stage:
             io.save_model(pruned, os.path.join(stage, "pruned.keras"))
             policy.to_json(os.path.join(stage, "policy.json"))
@@ -187,6 +200,7 @@ def _run_gradual(args):
     from tfmc.graph import ChannelGraph
     from tfmc.policy import PrunePolicy
     from tfmc.prune.gradual import prune_during_training
+    from tfmc.prune.importance import resolve
     from tfmc.prune.select import keep_counts, resolve_keep_ratios
 
     if not args.data:
@@ -207,9 +221,12 @@ def _run_gradual(args):
         model_path, folder = _claim_outputs(args)
     model = io.load_model(args.model, trust_code=args.trust_model_code)
     dataset = data.load_for_model(args.data, model, data_dir=args.data_dir, classes=True)
+    criterion = resolve(args.importance, ratios if isinstance(ratios, PrunePolicy) else None)
     small, _ = prune_during_training(
         model, ratios, dataset.x_train, dataset.y_train, epochs=args.gradual_epochs, learning_rate=args.finetune_lr,
-        validation=(dataset.x_val, dataset.y_val), strategy=args.strategy, seed=args.seed, round_to=args.round_to)
+        validation=(dataset.x_val, dataset.y_val), strategy=args.strategy, seed=args.seed, round_to=args.round_to,
+        importance=None if criterion.name == "l1" else (
+            lambda analysis: criterion.scores(analysis, dataset.x_train[: args.calib_images])))
     analysis = ChannelGraph(model)
     kept = keep_counts(analysis, *resolve_keep_ratios(analysis, ratios, args.round_to))
     accuracy = [(f"test accuracy (pruned during {args.gradual_epochs} epochs)",
