@@ -59,11 +59,24 @@ def uniform_policy(model, target):
     return policy
 
 
+# The agent the policies of the 2026-12-01 run were searched with (before AgentConfig's defaults changed);
+# a policy file that names no agent was found by it.
+_FIRST_AGENT = {"reward_scale": "none", "updates": 1, "targets": "bootstrap"}
+
+
 def amc_settings(args, info):
-    """The model and search settings an AMC policy file must have been found with (kept in its metadata)."""
+    """The model, search and agent settings an AMC policy file must have been found with (kept in its metadata)."""
     return {"model": info["cache_key"], "episodes": args.amc_episodes, "warmup": args.amc_warmup,
             "reward_images": args.amc_reward_images, "fill_budget": args.amc_fill_budget,
-            "calib_images": args.calib_images}
+            "calib_images": args.calib_images, "agent": amc.AgentConfig().as_dict()}
+
+
+def _stored_settings(policy):
+    """The settings a policy file records; files without an agent entry were searched by ``_FIRST_AGENT``."""
+    stored = dict(policy.metadata.get("bench_gradual") or {})
+    if stored and "agent" not in stored:
+        stored["agent"] = {**amc.AgentConfig().as_dict(), **_FIRST_AGENT}
+    return stored
 
 
 def amc_policy(model, info, target, dataset, calib, seed, args):
@@ -82,8 +95,8 @@ def amc_policy(model, info, target, dataset, calib, seed, args):
     path = os.path.join(args.amc_policies, f"amc_macs{target:g}_seed{seed}.json") if args.amc_policies else None
     if path and os.path.exists(path):
         policy = tfmc.PrunePolicy.from_json(path)
-        if policy.metadata.get("bench_gradual") != settings:
-            raise SystemExit(f"{path} was searched with {policy.metadata.get('bench_gradual')}, not {settings}: "
+        if _stored_settings(policy) != settings:
+            raise SystemExit(f"{path} was searched with {_stored_settings(policy)}, not {settings}: "
                              "move it away or give another --amc-policies folder")
         print(f"AMC policy read from {path}", flush=True)
         return policy, policy.metadata["search_seconds"]
