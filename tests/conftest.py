@@ -44,15 +44,7 @@ def pytest_configure(config):
                                        "(left out by make test-fast)")
 
 
-# The longest files, longest first (from `make test TEST_ARGS=--durations=40`). pytest-xdist's --dist loadfile
-# hands out files in collection order, so these start first instead of leaving one worker busy at the end.
-LONGEST_FIRST = ["test_examples.py", "test_pipeline.py", "test_quant_tflite.py", "test_gmpq.py",
-                 "test_precision_search.py", "test_amc.py", "test_quant_cli.py", "test_gradual_prune.py"]
-
-
 def pytest_collection_modifyitems(config, items):
-    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each file keeps its own order
     for item in items:
         if item.path.name in END_TO_END:
             item.add_marker(pytest.mark.slow)
