@@ -8,6 +8,8 @@ comes from the evaluator the environment calls. Searchers are registered
 by name in ``SEARCHES`` (``register_search`` adds one) and save their state
 into the run folder's checkpoint.
 """
+import abc
+
 import numpy as np
 
 from tfmc.amc.agent import AmcAgent
@@ -52,7 +54,7 @@ def _policy_row(env, phase):
     return {"phase": phase, "counts": dict(result["counts"]), "cost": float(result["cost"]), "eligible": True}
 
 
-class Searcher:
+class Searcher(abc.ABC):
     """Base of the searchers: ``total`` episodes, one ``episode`` at a time; state for checkpoints.
 
     Args:
@@ -71,8 +73,9 @@ class Searcher:
         self.total = int(episodes) + int(warmup)
         self.warmup = int(warmup)
 
+    @abc.abstractmethod
     def episode(self, index):
-        raise NotImplementedError
+        """Play episode ``index`` (0-based) through the environment; return its history fields."""
 
     def save(self, directory):
         """Write the state into ``directory``; return its JSON-able rest."""

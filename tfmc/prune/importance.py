@@ -26,12 +26,14 @@ Criteria (registry ``CRITERIA``; ``register_importance`` adds one):
   calibration images.
 - ``random``: seeded uniform scores (a baseline).
 """
+import abc
+
 import numpy as np
 
 from tfmc.errors import UsageError
 
 
-class Importance:
+class Importance(abc.ABC):
     """Base criterion: ``scores(analysis, data)`` -> {prunable group name: one score per channel}.
 
     Subclasses set ``name`` and, when they read calibration images,
@@ -46,8 +48,9 @@ class Importance:
         """The criterion as a JSON-able dict: {"name": ..., parameters...}."""
         return {"name": self.name}
 
+    @abc.abstractmethod
     def scores(self, analysis, data=None):
-        raise NotImplementedError
+        """{prunable group name: one score per channel} of ``analysis`` (a ChannelGraph), reading ``data`` if needed."""
 
     def __call__(self, analysis):
         return self.scores(analysis)
