@@ -48,6 +48,22 @@ def test_a_search_writes_a_policy_within_the_target(model_path, tmp_path, capsys
     assert len(json.loads((out / "history.json").read_text())) == 1
 
 
+def test_a_search_folder_is_resumed_only_when_asked_and_only_with_the_same_inputs(model_path, tmp_path, capsys):
+    out = tmp_path / "out"
+    common = ("--target-bops", 1.0, "--data", "digits", "--out", out, "--search-fraction", 0.05, "--qat-epochs", 0)
+    code, _, err = _run(capsys, model_path, *common, "--search-epochs", 1)
+    assert code == 0, err
+    assert json.loads((out / "search" / "checkpoint.json").read_text())["epochs_done"] == 1
+    code, _, err = _run(capsys, model_path, *common, "--search-epochs", 2)
+    assert code == 2 and "already holds a GMPQ search (1 epochs done); resume it (resume=True, --resume)" in err
+    code, _, err = _run(capsys, model_path, *common, "--search-epochs", 2, "--resume", "--lambda", 5)
+    assert code == 2 and "holds a different GMPQ search (it differs in: attribution_weight); refusing" in err
+    code, _, err = _run(capsys, model_path, *common, "--search-epochs", 2, "--resume")
+    assert code == 0 and "gmpq epoch 2/2" in err and "gmpq epoch 1/2" not in err
+    assert len(json.loads((out / "history.json").read_text())) == 2
+    assert (out / "search" / "history.jsonl").read_text().count("\n") == 2
+
+
 def test_keep_ends_holds_stem_and_classifier(model_path, tmp_path, capsys):
     out = tmp_path / "out"
     code, _, err = _run(capsys, model_path, "--target-bops", 0.4, "--space", "gmpq", "--keep-ends", 8, "--data",

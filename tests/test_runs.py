@@ -44,7 +44,7 @@ def test_a_folder_of_another_run_is_refused_with_the_reason(tmp_path):
     run = _folder(tmp_path, data=digest(np.arange(4)))
     run.open(resume=False)
     _step(run, 1, 1.0)
-    with pytest.raises(OutputError, match=r"already holds an test search \(1 steps done\); resume it"):
+    with pytest.raises(OutputError, match=r"already holds a test search \(1 steps done\); resume it"):
         _folder(tmp_path, data=digest(np.arange(4))).open(resume=False)
     with pytest.raises(OutputError, match=r"holds a different test search \(it differs in: data, seed\); refusing"):
         _folder(tmp_path, data=digest(np.arange(5)), seed=1).open(resume=True)

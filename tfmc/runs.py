@@ -52,6 +52,11 @@ def digest(*arrays):
     return h.hexdigest()[:16]
 
 
+def _article(kind):
+    """"a" or "an" before ``kind`` (by its first letter: "an AMC search", "a GMPQ search")."""
+    return "an" if kind[:1].lower() in "aeiou" else "a"
+
+
 class Resumed:
     """What ``RunFolder.open`` read back: the checkpoint's folder, its state and the journal rows it covers."""
 
@@ -120,10 +125,10 @@ class RunFolder:
             return None
         done = pointer.get(f"{self.unit}_done")
         if not resume:
-            raise OutputError(f"{self.dir} already holds an {self.kind} ({done} {self.unit} done); "
+            raise OutputError(f"{self.dir} already holds {_article(self.kind)} {self.kind} ({done} {self.unit} done); "
                              "resume it (resume=True, --resume) or choose another folder")
         if pointer.get("format") != self.format:
-            raise OutputError(f"{self.dir} holds an {self.kind} written in format {pointer.get('format')!r} "
+            raise OutputError(f"{self.dir} holds {_article(self.kind)} {self.kind} written in format {pointer.get('format')!r} "
                              f"(this tfmc writes {self.format!r}); it cannot be resumed: choose another folder")
         stored = pointer.get("fingerprint") or {}
         if self.upgrade is not None:

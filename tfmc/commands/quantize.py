@@ -5,6 +5,7 @@ import os
 import sys
 import tempfile
 
+SEARCH_FOLDER = "search"  # the search's run folder inside --out, written in place (a killed run keeps it)
 _SUMMARY_HEADER = ("| model | test accuracy of the .tflite | .tflite bytes | host latency, ms | BOPs | of 8-bit BOPs "
                    "| packed size (params x bits / 8), bytes |")
 
@@ -22,9 +23,10 @@ def register(sub):
             "Writes to --out: policy.json, bits.png, qat.keras, model.tflite (the QAT model exported for LiteRT), "
             "summary.md (the .tflite against the float32 model and uniform int8 post-training quantization: test "
             "accuracy measured by each .tflite, size, host latency in alternating rounds; and what each layer became) "
-            "and, with a conv layer, attribution.png; a search adds history.json, and a size or latency budget "
-            "without --cost-table adds cost_table.json (measured here). --target-bops <= 1 is a fraction of the "
-            "model's 8-bit BOPs, larger values are absolute BOPs."
+            "and, with a conv layer, attribution.png; a search adds history.json and its run folder search/ "
+            "(a checkpoint after every epoch, history.jsonl / .csv, TensorBoard scalars, plots; --resume continues "
+            "it), and a size or latency budget without --cost-table adds cost_table.json (measured here). "
+            "--target-bops <= 1 is a fraction of the model's 8-bit BOPs, larger values are absolute BOPs."
         ),
     )
     add_model_argument(p)
@@ -42,6 +44,8 @@ def register(sub):
                    help="litert: weights {4,8} (depthwise 8), activations 8 (default); gmpq: {2,3,4,6} simulated")
     p.add_argument("--search-fraction", type=float, default=0.1, help="share of the training data the search sees (default 0.1)")
     p.add_argument("--search-epochs", type=int, default=25, help="search epochs (default 25)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the search checkpointed in --out/search (refused if it had other inputs)")
     p.add_argument("--lambda", dest="attribution_weight", type=float, default=20.0, help="attribution loss weight (default 20)")
     p.add_argument("--random-shift", type=int, metavar="PIXELS", default=None,
                    help="move each search image by up to PIXELS at random every time it is read "
@@ -69,7 +73,16 @@ def _folder_outputs():
             "attribution.png": outputs.is_matplotlib_png, "qat.keras": outputs.is_model_file,
             "summary.md": outputs.starts_with(_SUMMARY_HEADER), "model.tflite": outputs.is_tflite_file,
             "history.json": outputs.is_json(lambda v: isinstance(v, list)),
-            "cost_table.json": outputs.is_json(lambda v: isinstance(v, dict) and v.get("format") == "tfmc.precision_table")}
+            "cost_table.json": outputs.is_json(lambda v: isinstance(v, dict) and v.get("format") == "tfmc.precision_table"),
+            SEARCH_FOLDER: _is_search_run}
+
+
+def _is_search_run(path):
+    """Whether ``path`` is a GMPQ search's run folder (tfmc.gmpq.run), finished or not."""
+    from tfmc.runs import JOURNAL, POINTER
+
+    return os.path.isdir(path) and (not os.listdir(path) or any(os.path.exists(os.path.join(path, name))
+                                                                for name in (POINTER, JOURNAL)))
 
 
 def _load_policy(path):
@@ -139,6 +152,8 @@ def run(args):
     check_timing_arguments(args)
     if not math.isfinite(args.attribution_weight) or args.attribution_weight < 0:
         raise UsageError(f"--lambda must be a finite number >= 0, got {args.attribution_weight}")
+    if args.resume and args.bits:
+        raise UsageError("--resume continues a search; --bits applies a policy without one")
     if args.cost_table and args.target_bytes is None and args.target_latency_ms is None:
         raise UsageError("--cost-table is read by --target-bytes and --target-latency-ms only")
     outputs.claim_folder(args.out, "tfmc quantize", _folder_outputs(), overwrite=args.overwrite)
@@ -162,7 +177,7 @@ def run(args):
                 target_ms=args.target_latency_ms, table=table, space=args.space,
                 search_fraction=args.search_fraction, epochs=args.search_epochs,
                 attribution_weight=args.attribution_weight, seed=args.seed, strategy=args.strategy, fixed_bits=fixed,
-                random_shift=args.random_shift,
+                random_shift=args.random_shift, out_dir=os.path.join(args.out, SEARCH_FOLDER), resume=args.resume,
             )
             policy = result.policy
             io.write_json(os.path.join(folder, "history.json"), result.history)

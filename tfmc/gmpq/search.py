@@ -22,6 +22,7 @@ from tfmc import data as data_lib
 from tfmc._keras import keras, require_graph_model, tf
 from tfmc.errors import BudgetError, DataError, PolicyError, UsageError
 from tfmc.gmpq import attribution
+from tfmc.gmpq import run as gmpq_run
 from tfmc.gmpq.layers import MIXED_CLASSES
 from tfmc.gmpq.spaces import DEFAULT_SPACE, check_space, layer_candidates
 from tfmc.policy import BitPolicy
@@ -258,12 +259,14 @@ def resolve_cost_target(target, budget):
     return float(target)
 
 
-def build_supernet(model, budget, calibration):
+def build_supernet(model, budget, calibration, dropout_seed=0):
     """A copy of ``model`` with its searched layers replaced by mixed-precision layers.
 
     Weights are copied; ``model`` is not changed. Each mixed layer's input
     quantizer is signed when its input went negative on ``calibration`` and
     its clip starts at the 99.9th percentile of the input's magnitude.
+    Dropout layers draw from a seeded tf.random.Generator (``dropout_seed``
+    plus the layer's index) whose state a search checkpoint can save.
     """
     names = list(budget.candidates)
     probe = keras.Model(model.inputs, [model.get_layer(n).input for n in names])
@@ -275,7 +278,12 @@ def build_supernet(model, budget, calibration):
         clip = float(np.percentile(np.abs(value), 99.9))
         stats[name] = (bool(value.min() < 0), clip if clip > 0 else 1.0)
 
+    dropouts = [layer.name for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
+
     def clone(layer):
+        if layer.name in dropouts:  # a generator's state is a variable; Keras' default stateful ops have none
+            seed = layer.seed if layer.seed is not None else dropout_seed + dropouts.index(layer.name)
+            return layer.__class__.from_config({**layer.get_config(), "seed": seed, "rng_type": "stateful"})
         if layer.name not in budget.candidates:
             return layer.__class__.from_config(layer.get_config())
         weight_bits, activation_bits = budget.candidates[layer.name]
@@ -309,6 +317,8 @@ class SearchResult:
       supernet: the trained mixed-precision model.
       measure / target / achieved / int8_cost: the budget's measure ("bops", "bytes", "ms"),
         its target, the policy's cost and the all-int8 cost in it.
+      epochs_done / complete / out_dir: epochs trained (a resumed run's included), whether all
+        were, and the run folder (``search(out_dir=)``).
     """
 
     policy: BitPolicy
@@ -325,6 +335,9 @@ class SearchResult:
     target: float = None  # the budget in its measure (under "ms", capped at all-int8)
     achieved: float = None  # the policy's cost in that measure
     int8_cost: float = None  # every layer of the space at 8 / 8, in that measure
+    epochs_done: int = None  # epochs trained, counting those of a resumed run
+    complete: bool = True  # False when ``stop_after`` ended the call before the last epoch
+    out_dir: str = None  # the run folder, if any
 
 
 def _as_arrays(data):
@@ -443,7 +456,7 @@ def search(model, data, *, target_bops=None, target_bytes=None, target_ms=None, 
            fixed_bits=None, search_fraction=0.1, epochs=25,
            batch_size=32, attribution_weight=20.0, complexity_weight=3e-4, adapt_complexity=True, exponent="capacity",
            rho=24.0, weight_lr=1e-3, alpha_lr=0.1, momentum=0.9, weight_decay=1e-4, train_mode=True, random_shift=None,
-           seed=0, strategy=None, verbose=True, log=None):
+           seed=0, strategy=None, out_dir=None, resume=False, stop_after=None, verbose=True, log=None):
     """Search per-layer bit widths with GMPQ and return a policy within a BOPs budget.
 
     The loss is CE + lambda * L_attr + cd * L_comp (Wang et al., ICCV 2021):
@@ -502,6 +515,15 @@ def search(model, data, *, target_bops=None, target_bytes=None, target_ms=None, 
         0 otherwise; 0 reads the images as they are.
       seed: data subset, shuffling and initial state.
       strategy: a tf.distribute.Strategy or its name (tfmc.train.make_strategy); None is the default.
+      out_dir: a folder for the search's run (tfmc.runs.RunFolder, counted in epochs): a checkpoint after
+        every epoch (the supernet, both optimizers, cd and the dropout generators' states), history.jsonl /
+        history.csv, TensorBoard scalars under tensorboard/, and when the search is complete policy.json,
+        bits.png and plots of its history. None keeps everything in memory (no resume).
+      resume: continue the search checkpointed in ``out_dir``; it continues exactly as the uninterrupted
+        search would (same policy and history). Refused when the folder's search had other inputs (the
+        error names them); the number of epochs may be raised.
+      stop_after: train at most this many epochs in this call, then return the policy of the supernet so
+        far (``complete`` False); a later call with ``resume=True`` goes on.
       verbose, log: one progress line per epoch to ``log`` (default stderr).
 
     Returns:
@@ -510,7 +532,9 @@ def search(model, data, *, target_bops=None, target_bytes=None, target_ms=None, 
     Raises:
       ValueError: an unknown space, a target below the smallest candidates'
         BOPs (the message names the minimum), a model without a conv layer,
-        or a bad fraction / exponent / random_shift.
+        or a bad fraction / exponent / random_shift / stop_after.
+      OutputError: ``out_dir`` holds a search and ``resume`` is False, or it
+        holds a search of other inputs.
 
     Example:
       >>> result = tfmc.gmpq.search(model, tfmc.data.load("digits"), target_bops=0.6)
@@ -525,29 +549,29 @@ def search(model, data, *, target_bops=None, target_bytes=None, target_ms=None, 
     capacity = exponent == "capacity"
     if not capacity and (isinstance(exponent, str) or not exponent > 0):
         raise UsageError(f"exponent must be 'capacity' or a positive number, got {exponent!r}")
+    if stop_after is not None and (int(stop_after) != stop_after or stop_after < 1):
+        raise UsageError(f"stop_after must be a whole number of epochs >= 1, got {stop_after!r}")
     feature_name = attribution.feature_layer(model)
-    given = {m: v for m, v in zip(MEASURES, (target_bops, target_bytes, target_ms)) if v is not None}
-    if len(given) != 1:
-        raise UsageError("give one budget: target_bops, target_bytes or target_ms")
-    measure = next(iter(given))
-    if (measure == "bops") != (table is None):
-        raise UsageError(f"a budget in {measure} {'needs' if table is None else 'takes no'} precision table "
-                         "(tfmc.gmpq.costs.build_precision_table)")
-    budget = space_budget(model, space, fixed_bits, measure, table)
-    target = resolve_target(target_bops, budget) if measure == "bops" else resolve_cost_target(given[measure], budget)
+    budget, measure, target = _budget(model, space, fixed_bits, table, target_bops, target_bytes, target_ms)
     if verbose:
         for note in budget.notes:
             print(f"gmpq: {note}", file=log, flush=True)
     searched = [n for n in budget.candidates if n not in (fixed_bits or {})]
 
-    x, y = _as_arrays(data)
+    x, y = _search_subset(data, search_fraction, seed)
     shift = _check_shift(random_shift, x)
-    rng = np.random.default_rng(seed)
-    keep = max(1, int(math.ceil(search_fraction * len(x))))
-    order = np.sort(rng.permutation(len(x))[:keep])
-    x, y = x[order], y[order]
     batch = min(batch_size, len(x))
     steps_per_epoch = len(x) // batch
+    strategy = make_strategy(strategy)
+    replicas = strategy.num_replicas_in_sync
+    run, resumed = gmpq_run.open_run(out_dir, gmpq_run.fingerprint(model, x, y, budget, target, {
+        "fixed_bits": {n: list(b) for n, b in sorted((fixed_bits or {}).items())}, "batch_size": int(batch),
+        "attribution_weight": float(attribution_weight), "complexity_weight": float(complexity_weight),
+        "adapt_complexity": bool(adapt_complexity), "exponent": exponent if capacity else float(exponent),
+        "rho": float(rho), "weight_lr": float(weight_lr), "alpha_lr": float(alpha_lr), "momentum": float(momentum),
+        "weight_decay": float(weight_decay), "train_mode": bool(train_mode), "random_shift": shift,
+        "seed": int(seed), "replicas": int(replicas),
+    }), resume)
     # Shifted images need the teacher's maps of each shifted batch; otherwise they are computed once.
     teacher_per_batch = shift > 0 and attribution_weight > 0
     precomputed = attribution_weight > 0 and not teacher_per_batch
@@ -555,10 +579,8 @@ def search(model, data, *, target_bops=None, target_bytes=None, target_ms=None, 
     teacher_features = attribution.feature_model(model) if teacher_per_batch else None
     keras.utils.set_random_seed(seed)
 
-    strategy = make_strategy(strategy)
-    replicas = strategy.num_replicas_in_sync
     with strategy.scope():
-        net = build_supernet(model, budget, x[: min(len(x), 256)])
+        net = build_supernet(model, budget, x[: min(len(x), 256)], dropout_seed=seed)
         student = attribution.feature_model(net, feature_name)
         mixed = [net.get_layer(n) for n in budget.candidates]
         alphas = [v for layer in mixed for v in layer.architecture_variables]
@@ -571,7 +593,11 @@ def search(model, data, *, target_bops=None, target_bytes=None, target_ms=None, 
 
         weight_opt = keras.optimizers.SGD(schedule(weight_lr), momentum=momentum, weight_decay=weight_decay)
         alpha_opt = keras.optimizers.SGD(schedule(alpha_lr), momentum=momentum)
+        # built now (not at the first step) so a checkpoint's slots exist before it is restored
+        weight_opt.build(weights)
+        alpha_opt.build(alphas)
         cd = tf.Variable(float(complexity_weight), trainable=False, dtype=tf.float32)
+    state = list(net.weights) + list(weight_opt.variables) + list(alpha_opt.variables) + [cd] + _dropout_states(net)
 
     costs, scale = _cost_matrices(budget)
     from_probabilities = outputs_probabilities(model)
@@ -611,15 +637,17 @@ def search(model, data, *, target_bops=None, target_bytes=None, target_ms=None, 
         mean = lambda v: strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)  # noqa: E731
         return total(ce), total(attr), mean(comp), mean(p)
 
-    dataset = tf.data.Dataset.from_tensor_slices((x, y, teacher)).shuffle(len(x), seed=seed)
-    if shift > 0:
-        shifts = tf.random.Generator.from_seed(seed)
-        dataset = dataset.map(lambda xi, yi, ti: (data_lib.random_shift(xi, shift, shifts), yi, ti))
-    dataset = dataset.batch(batch, drop_remainder=True)
-    dataset = strategy.experimental_distribute_dataset(dataset)
+    dataset = _search_dataset(x, y, teacher, shift, batch, seed, strategy)
     history = []
+    if resumed is not None:
+        gmpq_run.restore_variables(state, resumed.directory)
+        history = resumed.history
+        for _ in range(len(history)):  # the shuffle and the shifts continue where the checkpoint left them
+            for _ in dataset:
+                pass
     int8_cost = budget.int8_cost
-    for epoch in range(epochs):
+    ran = 0
+    while len(history) < epochs and (stop_after is None or ran < stop_after):
         tick = time.perf_counter()
         sums = np.zeros(4)
         for xb, yb, tb in dataset:
@@ -632,12 +660,15 @@ def search(model, data, *, target_bops=None, target_bytes=None, target_ms=None, 
         n = steps_per_epoch * batch
         argmax_cost = budget.cost(argmax_policy(mixed))
         row = {
-            "epoch": epoch + 1, "ce": sums[0] / n, "attr": sums[1] / n, "comp": sums[2] / steps_per_epoch,
+            "epoch": len(history) + 1, "ce": sums[0] / n, "attr": sums[1] / n, "comp": sums[2] / steps_per_epoch,
             "p": sums[3] / steps_per_epoch, "cd": float(cd.numpy()),
             f"expected_{measure}": _rounded(expected_cost, measure), f"argmax_{measure}": _rounded(argmax_cost, measure),
             "seconds": time.perf_counter() - tick,
         }
         history.append(row)
+        ran += 1
+        if run:
+            gmpq_run.record(run, row, state, {})
         if verbose:
             print(
                 f"gmpq epoch {row['epoch']}/{epochs}  ce {row['ce']:.4f}  attr {row['attr']:.4f}  p {row['p']:.2f}  "
@@ -663,14 +694,59 @@ def search(model, data, *, target_bops=None, target_bytes=None, target_ms=None, 
         "rounded": list(budget.notes),
         "fixed_bits": {n: list(b) for n, b in _as_bits(BitPolicy(dict(fixed_bits or {}))).items()},
         "search_fraction": search_fraction, "search_samples": int(len(x)), "search_seconds": seconds,
-        "epochs": epochs, "attribution_weight": lam, "exponent": exponent, "train_mode": bool(train_mode),
+        "epochs": len(history), "attribution_weight": lam, "exponent": exponent, "train_mode": bool(train_mode),
         "random_shift": shift,
         "final_cd": float(cd.numpy()),
         "argmax_bops": budget.bops(chosen), "repairs": [list(r) for r in repairs],
         "raises": [list(r) for r in raises],
     })
+    if run and len(history) >= epochs:
+        gmpq_run.finish(run, policy, history, measure)
     return SearchResult(policy, history, seconds, target_bops, achieved, budget.int8_bops, budget.min_bops, repairs,
-                        int(len(x)), net, measure, target, cost, int8_cost)
+                        int(len(x)), net, measure, target, cost, int8_cost, epochs_done=len(history),
+                        complete=len(history) >= epochs, out_dir=run.dir if run else None)
+
+
+def _budget(model, space, fixed_bits, table, target_bops, target_bytes, target_ms):
+    """The search's Budget, its measure and the target in it, from the one budget argument given."""
+    given = {m: v for m, v in zip(MEASURES, (target_bops, target_bytes, target_ms)) if v is not None}
+    if len(given) != 1:
+        raise UsageError("give one budget: target_bops, target_bytes or target_ms")
+    measure = next(iter(given))
+    if (measure == "bops") != (table is None):
+        raise UsageError(f"a budget in {measure} {'needs' if table is None else 'takes no'} precision table "
+                         "(tfmc.gmpq.costs.build_precision_table)")
+    budget = space_budget(model, space, fixed_bits, measure, table)
+    target = resolve_target(target_bops, budget) if measure == "bops" else resolve_cost_target(given[measure], budget)
+    return budget, measure, target
+
+
+def _search_subset(data, fraction, seed):
+    """The share ``fraction`` of the training images the search learns on (seeded, in their original order)."""
+    x, y = _as_arrays(data)
+    keep = max(1, int(math.ceil(fraction * len(x))))
+    order = np.sort(np.random.default_rng(seed).permutation(len(x))[:keep])
+    return x[order], y[order]
+
+
+def _search_dataset(x, y, teacher, shift, batch, seed, strategy):
+    """The search's batches of (image, label, teacher map): reshuffled every epoch, images shifted as they are read."""
+    dataset = tf.data.Dataset.from_tensor_slices((x, y, teacher)).shuffle(len(x), seed=seed)
+    if shift > 0:
+        shifts = tf.random.Generator.from_seed(seed)
+        dataset = dataset.map(lambda xi, yi, ti: (data_lib.random_shift(xi, shift, shifts), yi, ti))
+    dataset = dataset.batch(batch, drop_remainder=True)
+    return strategy.experimental_distribute_dataset(dataset)
+
+
+def _dropout_states(net):
+    """The state variables of the supernet's dropout generators (stateful, see ``build_supernet``)."""
+    states = []
+    for layer in net.layers:
+        if isinstance(layer, keras.layers.Dropout):
+            layer._random_generator._maybe_init()
+            states.append(layer._random_generator._generator.state)
+    return states
 
 
 def _check_shift(random_shift, x):
