@@ -33,8 +33,8 @@ def mirrored():
 # `make test-fast` (the unit loop) leaves these out.
 END_TO_END = {
     "test_amc.py", "test_amc_cli.py", "test_amc_searches.py", "test_cli_quiet.py", "test_examples.py", "test_export.py",
-    "test_gmpq.py", "test_gradual_prune.py", "test_models.py", "test_pipeline.py", "test_precision_search.py",
-    "test_quant.py", "test_quant_cli.py",
+    "test_gmpq.py", "test_gmpq_run.py", "test_gmpq_transfer.py", "test_gradual_prune.py", "test_models.py",
+    "test_pipeline.py", "test_precision_search.py", "test_quant.py", "test_quant_cli.py",
     "test_quant_tflite.py", "test_real_data.py",
 }
 

