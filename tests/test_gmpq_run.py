@@ -76,3 +76,15 @@ def test_a_folder_of_another_search_is_refused_naming_what_differs(setting, tmp_
     x, y = data
     with pytest.raises(OutputError, match=r"it differs in: search_data\)"):
         gmpq.search(model, (x[::-1], y[::-1]), **SEARCH, out_dir=out, resume=True)
+
+
+def test_a_search_with_dropout_checkpoints_its_generator_under_a_mirrored_strategy(mirrored, tmp_path):
+    model = dropout_cnn()
+    x, y = images(32, (12, 12, 3)), np.random.default_rng(0).integers(0, 10, 32)
+    result = gmpq.search(model, (x, y), **dict(SEARCH, epochs=1), strategy=mirrored, out_dir=tmp_path / "run")
+    assert result.complete
+    with np.load(tmp_path / "run" / "ckpt-000001" / "variables.npz") as stored:
+        last = stored[f"arr_{len(stored.files) - 1}"]
+        first = stored["arr_0"]
+    assert last.dtype == np.int64 and last.shape == (3,)  # the dropout generator's Philox state, saved last
+    np.testing.assert_array_equal(first, result.supernet.weights[0].numpy())

@@ -597,7 +597,8 @@ def search(model, data, *, target_bops=None, target_bytes=None, target_ms=None, 
         weight_opt.build(weights)
         alpha_opt.build(alphas)
         cd = tf.Variable(float(complexity_weight), trainable=False, dtype=tf.float32)
-    state = list(net.weights) + list(weight_opt.variables) + list(alpha_opt.variables) + [cd] + _dropout_states(net)
+        generators = _dropout_states(net)  # created in the scope, as the strategy's replicas read them
+    state = list(net.weights) + list(weight_opt.variables) + list(alpha_opt.variables) + [cd] + generators
 
     costs, scale = _cost_matrices(budget)
     from_probabilities = outputs_probabilities(model)
