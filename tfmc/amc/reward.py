@@ -1,6 +1,7 @@
 """The AMC reward: a policy scored on the reward set by the masked model, optionally under a tf.distribute strategy."""
 import collections
 import math
+import time
 import warnings
 
 import numpy as np
@@ -16,7 +17,9 @@ REWARDS = ("acc", "acc_flops", "acc_params")
 # than 3 points, more than the gaps between the policies a search compares.
 BATCH = 32
 
-Score = collections.namedtuple("Score", "value accuracy macs params was_nan evaluated")
+# forward_seconds: wall time of the reward set's forward pass when the policy was evaluated now (the part of an
+# episode that costs what a plain evaluation costs: the masked clone has the unpruned model's shapes), else 0
+Score = collections.namedtuple("Score", "value accuracy macs params was_nan evaluated forward_seconds")
 
 
 def reward_name(reward):
@@ -132,19 +135,23 @@ class RewardEvaluator:
     def _evaluate(self, counts, x, y):
         self.masked.apply(counts)
         macs, params = self.macs_model.total(counts), self.params_model.total(counts)
-        value, accuracy = self._value(y, self.logits(x), macs, params)
-        return value, accuracy, macs, params
+        started = time.perf_counter()
+        logits = self.logits(x)
+        seconds = time.perf_counter() - started
+        value, accuracy = self._value(y, logits, macs, params)
+        return (value, accuracy, macs, params), seconds
 
     def score(self, counts, episode):
         """The Score of a policy on the reward set; a NaN reward gets the worst so far, with a warning."""
+        seconds = 0.0
         if callable(self.reward):  # a user's function may keep state: call it every time
-            value, accuracy, macs, params = self._evaluate(counts, self.x, self.y)
+            (value, accuracy, macs, params), seconds = self._evaluate(counts, self.x, self.y)
             fresh = True
         else:
             key = policy_key(counts)
             fresh = key not in self.memo
             if fresh:
-                self.memo[key] = self._evaluate(counts, self.x, self.y)
+                self.memo[key], seconds = self._evaluate(counts, self.x, self.y)
             value, accuracy, macs, params = self.memo[key]
         was_nan = not math.isfinite(value)
         if was_nan:
@@ -153,11 +160,11 @@ class RewardEvaluator:
                           f"{worst:.6g} and the search goes on", RuntimeWarning, stacklevel=3)
             value = worst
         self._finite.append(value)
-        return Score(value, accuracy, macs, params, was_nan, fresh)
+        return Score(value, accuracy, macs, params, was_nan, fresh, seconds)
 
     def rescore(self, counts, x, y):
         """(reward, accuracy) of a policy on another labelled set (no memo)."""
-        value, accuracy, _, _ = self._evaluate(counts, x, y)
+        (value, accuracy, _, _), _ = self._evaluate(counts, x, y)
         return value, accuracy
 
     def resume(self, history):

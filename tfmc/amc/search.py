@@ -77,7 +77,7 @@ class SearchResult:
 
 HISTORY_COLUMNS = ("episode", "phase", "reward", "accuracy", "macs", "params", "cost", "cost_fraction", "sigma",
                    "baseline", "loss", "critic_loss", "actor_loss", "mean_q", "best_reward", "reward_was_nan",
-                   "evaluated", "seconds")
+                   "evaluated", "forward_seconds", "seconds")
 # the diagnostics of the DDPG agent, in TensorBoard and diagnostics.png
 _DIAGNOSTICS = ("sigma", "critic_loss", "actor_loss", "mean_q", "baseline")
 
@@ -344,7 +344,7 @@ def _row(episode, fields, score, budget, groups):
     row["cost_fraction"] = row["cost"] / budget.full
     row.update({key: None for key in ("sigma", "baseline", "loss", "critic_loss", "actor_loss", "mean_q")})
     row.update(fields)
-    row.update(reward_was_nan=score.was_nan, evaluated=score.evaluated,
+    row.update(reward_was_nan=score.was_nan, evaluated=score.evaluated, forward_seconds=score.forward_seconds,
                keep={g.name: counts[g.name] / g.channels for g in groups}, channels=dict(counts))
     return row
 
