@@ -1,5 +1,6 @@
 """The outcome harness every benchmark uses: accuracy with its standard error, model facts, host latency, paired seeds, tables."""
 import dataclasses
+import json
 import math
 import os
 import sys
@@ -268,3 +269,39 @@ def markdown_table(headers, rows, align=None):
             raise ValueError(f"row {index} has {len(row)} cells for {len(headers)} columns: {row}")
         lines.append(line(row))
     return "\n".join(lines)
+
+
+class ResultsFile:
+    """Finished pieces of a long benchmark, one JSON line each, so a rerun of the same command skips them.
+
+    Every record holds ``settings`` (the arguments its figures depend on);
+    records of other settings in the same file are ignored, and a torn last
+    line (a crash while writing) is dropped.
+
+    Example:
+      >>> results = ResultsFile("bench/.cache/amc_methods.jsonl", {"model": "digits_cnn", "seeds": 5})
+      >>> if ("random", 0) not in results.done:
+      ...     results.add(("random", 0), {"before": 0.91})
+    """
+
+    def __init__(self, path, settings):
+        self.path, self.settings = path, json.loads(json.dumps(settings))
+        self.done = {}
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                for line in f:
+                    try:
+                        record = json.loads(line)
+                    except json.JSONDecodeError:
+                        continue
+                    if record.get("settings") == self.settings:
+                        self.done[tuple(record["key"])] = record["value"]
+
+    def add(self, key, value):
+        """Record ``value`` under ``key`` (a tuple of JSON scalars) and flush it to disk."""
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"settings": self.settings, "key": list(key), "value": value}) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        self.done[tuple(key)] = json.loads(json.dumps(value))
