@@ -300,8 +300,13 @@ class ResultsFile:
     def add(self, key, value):
         """Record ``value`` under ``key`` (a tuple of JSON scalars) and flush it to disk."""
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        torn = False
+        if os.path.exists(self.path) and os.path.getsize(self.path):
+            with open(self.path, "rb") as f:
+                f.seek(-1, os.SEEK_END)
+                torn = f.read(1) != b"\n"  # a crash mid-line: the next record starts a line of its own
         with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps({"settings": self.settings, "key": list(key), "value": value}) + "\n")
+            f.write(("\n" if torn else "") + json.dumps({"settings": self.settings, "key": list(key), "value": value}) + "\n")
             f.flush()
             os.fsync(f.fileno())
         self.done[tuple(key)] = json.loads(json.dumps(value))

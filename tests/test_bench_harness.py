@@ -100,3 +100,16 @@ def test_tflite_score_equals_keras_accuracy(tmp_path):
 def test_score_rejects_mismatched_split():
     with pytest.raises(ValueError, match="got 3 images, 2 labels"):
         harness.score(b"", np.zeros((3, 4, 4, 1)), np.zeros(2))
+
+
+def test_a_results_file_resumes_its_own_settings_and_drops_a_torn_line(tmp_path):
+    path = str(tmp_path / "sub" / "results.jsonl")
+    first = harness.ResultsFile(path, {"model": "m", "target": 0.3})
+    first.add(("random", 0), {"before": 0.91, "counts": {"stem": 8}})
+    harness.ResultsFile(path, {"model": "m", "target": 0.5}).add(("random", 0), {"before": 0.5})
+    with open(path, "a", encoding="utf-8") as f:
+        f.write('{"settings": {"model": "m", "target": 0.3}, "key": ["greedy", 0], "val')  # a crash mid-line
+    again = harness.ResultsFile(path, {"model": "m", "target": 0.3})
+    assert again.done == {("random", 0): {"before": 0.91, "counts": {"stem": 8}}}
+    again.add(("greedy", 0), {"before": 0.88})  # appending after a torn line still gives a readable record
+    assert harness.ResultsFile(path, {"target": 0.3, "model": "m"}).done[("greedy", 0)] == {"before": 0.88}
