@@ -187,7 +187,7 @@ def main(argv=None):
     try:
         search = amc.search(model, (dataset.x_val, dataset.y_val), target_macs=args.target_macs, calib_data=calib,
                             episodes=args.episodes, warmup=args.warmup, out_dir=os.path.join(out, "amc"),
-                            resume=args.resume, seed=args.seed)
+                            resume=args.resume, seed=args.seed, method="ddpg")
     except ValueError as exc:  # infeasible budget, no prunable group, a folder holding another search
         raise _common.UsageError(str(exc)) from None
     log(f"best policy: episode {search.best_episode}, validation accuracy {search.best_accuracy:.4f}")

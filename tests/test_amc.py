@@ -21,7 +21,7 @@ from tfmc.prune.reconstruct import sampled_patches
 from tfmc.graph import ChannelGraph
 from tfmc.policy import PrunePolicy
 
-FAST = dict(episodes=3, warmup=2, progress=False)
+FAST = dict(episodes=3, warmup=2, progress=False, method="ddpg")
 
 
 def _reward_set(n=48, seed=3):
@@ -267,7 +267,7 @@ def uninterrupted(residual, tmp_path_factory):
     out = tmp_path_factory.mktemp("amc") / "whole"
     x, y = _reward_set()
     return amc.search(residual, (x, y), target_macs=0.5, calib_data=tiny_models.images(32, seed=5),
-                      out_dir=out, seed=7, episodes=4, warmup=2, progress=False)
+                      out_dir=out, seed=7, episodes=4, warmup=2, progress=False, method="ddpg")
 
 
 def test_every_episode_meets_the_budget_and_outputs_are_written(uninterrupted, residual):
@@ -299,7 +299,7 @@ def test_every_episode_meets_the_budget_and_outputs_are_written(uninterrupted, r
 def test_the_same_seed_gives_the_same_policy(uninterrupted, residual):
     x, y = _reward_set()
     again = amc.search(residual, (x, y), target_macs=0.5, calib_data=tiny_models.images(32, seed=5), seed=7,
-                       episodes=4, warmup=2, progress=False)
+                       episodes=4, warmup=2, progress=False, method="ddpg")
     assert again.policy == uninterrupted.policy
     assert _without_time(again.history) == _without_time(uninterrupted.history)
 
@@ -307,7 +307,7 @@ def test_the_same_seed_gives_the_same_policy(uninterrupted, residual):
 def test_a_stopped_search_resumes_to_the_uninterrupted_result(uninterrupted, residual, tmp_path):
     x, y = _reward_set()
     args = dict(target_macs=0.5, calib_data=tiny_models.images(32, seed=5), out_dir=tmp_path, seed=7, episodes=4,
-                warmup=2, progress=False)
+                warmup=2, progress=False, method="ddpg")
     first = amc.search(residual, (x, y), stop_after=3, **args)
     assert first.episodes_done == 3 and not first.complete
     with pytest.raises(ValueError, match=r"already holds an AMC search \(3 episodes done\); resume it"):
@@ -341,7 +341,8 @@ def slow_checkpoint(*args, **kwargs):  # leaves the test time to see each count 
 RunFolder.checkpoint = slow_checkpoint
 x = tiny_models.images(48, seed=3)
 amc.search(tiny_models.residual_cnn(), (x, np.arange(48) % 10), target_macs=0.5,
-           calib_data=tiny_models.images(32, seed=5), out_dir={out!r}, seed=7, episodes=4, warmup=2, progress=False)
+           calib_data=tiny_models.images(32, seed=5), out_dir={out!r}, seed=7, episodes=4, warmup=2, progress=False,
+           method="ddpg")
 """
 
 
@@ -364,7 +365,7 @@ def test_a_killed_search_resumes_to_the_uninterrupted_result(uninterrupted, resi
     assert 3 <= done < 6
     x, y = _reward_set()
     resumed = amc.search(residual, (x, y), target_macs=0.5, calib_data=tiny_models.images(32, seed=5),
-                         out_dir=tmp_path, seed=7, episodes=4, warmup=2, progress=False, resume=True)
+                         out_dir=tmp_path, seed=7, episodes=4, warmup=2, progress=False, resume=True, method="ddpg")
     assert resumed.policy == uninterrupted.policy
     assert _without_time(resumed.history) == _without_time(uninterrupted.history)
 
@@ -380,7 +381,7 @@ def test_a_nan_reward_gets_the_worst_reward_and_the_search_goes_on(residual):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = amc.search(residual, (x, y), target_macs=0.5, reward=metric, seed=1, episodes=2, warmup=2,
-                            progress=False)
+                            progress=False, method="ddpg")
     messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
     assert messages == ["AMC episode 2: the reward was nan; it gets the worst reward "
                         f"{result.history[0]['reward']:.6g} and the search goes on"]
@@ -427,7 +428,7 @@ def test_transitions_record_the_applied_or_the_proposed_action(residual, tmp_pat
     x, y = _reward_set()
     actions = {}
     for learn_from in ("applied", "proposed"):
-        amc.search(residual, (x, y), target_macs=0.4, seed=4, episodes=1, warmup=2, progress=False,
+        amc.search(residual, (x, y), target_macs=0.4, seed=4, episodes=1, warmup=2, progress=False, method="ddpg",
                    out_dir=tmp_path / learn_from, agent_config=amc.AgentConfig(learn_from=learn_from))
         pointer = json.loads((tmp_path / learn_from / "checkpoint.json").read_text())
         with np.load(tmp_path / learn_from / pointer["latest"] / "replay.npz") as replay:

@@ -34,7 +34,7 @@ def residual():
 def diagnosed(residual, tmp_path_factory):
     out = tmp_path_factory.mktemp("amc") / "ddpg"
     return amc.search(residual, _set(), target_macs=0.5, seed=2, episodes=4, warmup=2, actor_every=2, out_dir=out,
-                      progress=False, **CALIB)
+                      progress=False, method="ddpg", **CALIB)
 
 
 def test_every_learning_episode_records_the_diagnostics(diagnosed, residual):
@@ -62,7 +62,8 @@ def test_every_learning_episode_records_the_diagnostics(diagnosed, residual):
 
 def test_the_actor_episode_proposes_the_actors_keep_ratios(residual, tmp_path):
     result = amc.search(residual, _set(), target_macs=0.5, seed=2, episodes=2, warmup=2, actor_every=2,
-                        out_dir=tmp_path, progress=False, agent_config=amc.AgentConfig(learn_from="proposed"))
+                        out_dir=tmp_path, progress=False, method="ddpg",
+                        agent_config=amc.AgentConfig(learn_from="proposed"))
     pointer = json.loads((tmp_path / "checkpoint.json").read_text())
     with np.load(tmp_path / pointer["latest"] / "replay.npz") as replay:
         proposed = replay["action"][9:12, 0]  # the fourth episode, three groups
@@ -72,10 +73,11 @@ def test_the_actor_episode_proposes_the_actors_keep_ratios(residual, tmp_path):
 
 def test_a_diagnosed_search_resumes_to_the_same_diagnostics(diagnosed, residual, tmp_path):
     args = dict(target_macs=0.5, seed=2, episodes=4, warmup=2, actor_every=2, out_dir=tmp_path, progress=False,
-                **CALIB)
+                method="ddpg", **CALIB)
     amc.search(residual, _set(), stop_after=3, **args)
     resumed = amc.search(residual, _set(), resume=True, **args)
-    strip = lambda history: [{k: v for k, v in row.items() if k not in ("seconds", "forward_seconds")} for row in history]  # noqa: E731
+    strip = lambda history: [{k: v for k, v in row.items() if k not in ("seconds", "forward_seconds")}  # noqa: E731
+                             for row in history]
     assert strip(resumed.history) == strip(diagnosed.history) and resumed.policy == diagnosed.policy
 
 

@@ -324,7 +324,7 @@ def test_cli_prunes_during_training_with_a_policy_file_and_with_an_amc_search(tm
     out = tmp_path / "by_amc"
     assert cli.main(["prune", str(path), "--target-macs", "0.5", "--data", "digits", "--out", str(out),
                      "--gradual-epochs", "1", "--episodes", "2", "--warmup", "2", "--calib-images", "64",
-                     "--fill-budget", "--no-progress"]) == 0
+                     "--fill-budget", "--search", "ddpg", "--no-progress"]) == 0
     searched = PrunePolicy.from_json(out / "best_policy.json")
     small = keras.models.load_model(out / "pruned.keras")
     assert not mask_layers(small)

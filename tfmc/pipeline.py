@@ -205,7 +205,7 @@ def run_demo(out_dir="demo_out", *, data="digits", data_dir=None, quick=False, c
                       f"({config.amc_warmup} warm-up + {config.amc_episodes} episodes)")
         search = amc.search(original, reward, target_macs=config.amc_target_macs,
                             calib_data=x_calib, episodes=config.amc_episodes, warmup=config.amc_warmup,
-                            out_dir=os.path.join(staging, "amc"), seed=seed)
+                            out_dir=os.path.join(staging, "amc"), seed=seed, method="ddpg")  # the paper's agent
         progress.note(f"best reward-set accuracy {search.best_accuracy:.4f} at episode {search.best_episode}")
 
         progress.step(f"applying the policy with reconstruction, fine-tuning {config.finetune_epochs} epochs")
