@@ -249,10 +249,8 @@ def main():
     lines += ["", "Paired over seeds (points of test accuracy; mean difference, its standard error, wins/ties/losses):",
               ""]
     pairs = []
-    for a in methods:
-        for b in [m for m in [*methods, "uniform"] if m != a and (a.startswith("ddpg") or m == "uniform")]:
-            if b.startswith("ddpg") and methods.index(b) < methods.index(a):
-                continue
+    for i, a in enumerate(methods):
+        for b in [*methods[i + 1:], "uniform"]:  # every pair of searchers once, and each against uniform
             for when in ("before", "after"):
                 p = paired([r[when] for r in scores[a]], [r[when] for r in scores[b]], scale=100)
                 pairs.append([f"{LABELS[a]} minus {LABELS[b]}", when, f"{p.mean:+.2f}", f"{p.standard_error:.2f}",

@@ -23,7 +23,7 @@ def searched(saved_model, tmp_path_factory):
     out = tmp_path_factory.mktemp("amc_cli") / "run"
     argv = ["prune", path, "--target-macs", "0.5", "--data", "digits", "--out", str(out), "--episodes", "2",
             "--warmup", "2", "--finetune-epochs", "1", "--calib-images", "64", "--fill-budget",
-            "--warmup-actions", "noise", "--no-progress"]
+            "--warmup-actions", "noise", "--search", "ddpg", "--no-progress"]
     return cli.main(argv), out, argv
 
 
@@ -105,12 +105,14 @@ def test_a_latency_budget_with_a_measured_table_runs_end_to_end(saved_model, tmp
     floor = cost.total({g.name: keep_candidates(g.channels, 0.2)[0] for g in analysis.groups if g.prunable})
     target = (floor + cost.full) / 2
     argv = ["prune", path, "--target-latency-ms", repr(target), "--latency-table", lut,
-            "--data", "digits", "--out", str(tmp_path / "run"), "--episodes", "2", "--warmup", "2",
-            "--calib-images", "64", "--no-progress"]
+            "--data", "digits", "--out", str(tmp_path / "run"), "--episodes", "4", "--warmup", "2",
+            "--calib-images", "64", "--no-progress"]  # the default search: greedy, 1 + 4 groups + 1 episodes
     assert cli.main(argv) == 0
     small = keras.models.load_model(tmp_path / "run" / "pruned.keras")
     policy = json.loads((tmp_path / "run" / "best_policy.json").read_text())
-    assert policy["metadata"]["budget"]["metric"] == "latency"
+    assert policy["metadata"]["budget"]["metric"] == "latency" and policy["metadata"]["search"] == "greedy"
+    history = (tmp_path / "run" / "history.csv").read_text().splitlines()[1:]
+    assert [row.split(",")[1] for row in history] == ["probe"] * 5 + ["greedy"]
     # the table's latency of the layers of the saved, smaller model: within the budget
     layers = [small.get_layer(n) for n in ("conv1", "conv2", "conv3", "fc1", "logits")]
     predicted = sum(table.latency_ms(layer.name, layer.input.shape[-1], layer.output.shape[-1]) for layer in layers)

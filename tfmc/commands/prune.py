@@ -61,8 +61,10 @@ def add_search_arguments(parser):
     group.add_argument("--target-params", type=float, help="keep at most this fraction of the parameters, in (0, 1)")
     group.add_argument("--target-latency-ms", type=float, help="latency budget in ms, summed over --latency-table")
     group.add_argument("--latency-table", help="per-layer latency table JSON (from tfmc latency-table) for --target-latency-ms")
-    group.add_argument("--episodes", type=int, default=300, help="learning episodes after the warm-up (default 300)")
-    group.add_argument("--warmup", type=int, default=100, help="warm-up episodes of random actions (default 100)")
+    group.add_argument("--episodes", type=int, default=300,
+                       help="learning episodes after the warm-up (default 300); greedy and random use warm-up + "
+                            "episodes in all (greedy may use fewer)")
+    group.add_argument("--warmup", type=int, default=100, help="ddpg: warm-up episodes of random actions (default 100)")
     group.add_argument("--reward", default="acc", choices=["acc", "acc_flops", "acc_params"],
                        help="acc: accuracy; acc_flops / acc_params: -error * log(MACs / params) (default acc)")
     group.add_argument("--lbound", type=float, default=0.2, help="smallest keep ratio of a group (default 0.2)")
@@ -74,9 +76,10 @@ def add_search_arguments(parser):
     group.add_argument("--fill-budget", action="store_true",
                        help="clamp keep ratios from below too, so every policy spends the whole budget "
                             "(for --reward acc; default: the paper's wall alone)")
-    group.add_argument("--search", default="ddpg", metavar="NAME",
-                       help="how policies are proposed: ddpg (the AMC agent, default), random (uniform random keep "
-                            "ratios through the same wall) or greedy (per-group sensitivity, then an allocation)")
+    group.add_argument("--search", default="greedy", metavar="NAME",
+                       help="how policies are proposed: greedy (per-group sensitivity, then an allocation; default: "
+                            "it did best at equal evaluations, docs/amc.md), ddpg (the AMC paper's agent) or random "
+                            "(uniform random keep ratios through the same wall)")
     group.add_argument("--rescore-top", type=int, default=5,
                        help="re-score this many best distinct policies on the second half of the validation split "
                             "and choose the best there (the first half is the reward set); 0: no re-scoring, the "
