@@ -133,7 +133,7 @@ def test_rescoring_chooses_the_best_of_the_top_policies_on_the_second_set(residu
     x, y = _set()
     x2, y2 = _set(64, seed=11)
     result = amc.search(residual, (x, y), target_macs=0.5, seed=3, episodes=4, warmup=3, rescore_data=(x2, y2),
-                        rescore_top=3, progress=False, **CALIB)
+                        rescore_top=3, progress=False, method="ddpg", **CALIB)
     rescored = result.rescored
     assert len(rescored) == 3 and [r["reward"] for r in rescored] == sorted((r["reward"] for r in rescored), reverse=True)
     by_episode = {row["episode"]: row for row in result.history}
@@ -148,7 +148,7 @@ def test_rescoring_chooses_the_best_of_the_top_policies_on_the_second_set(residu
 
 
 def test_the_reward_under_a_strategy_equals_the_reward_on_one_device(residual, mirrored):
-    args = dict(target_macs=0.5, seed=1, episodes=2, warmup=2, progress=False, **CALIB)
+    args = dict(target_macs=0.5, seed=1, episodes=2, warmup=2, progress=False, method="ddpg", **CALIB)
     x, y = _set(80)
     plain = amc.search(residual, (x, y), **args)
     spread = amc.search(residual, (x, y), strategy=mirrored, **args)
