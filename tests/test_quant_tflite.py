@@ -100,6 +100,36 @@ def test_a_layer_the_policy_leaves_out_stays_float_with_quantize_ops_only_at_its
     assert result.agreement.agree >= 15
 
 
+
+def test_a_float_layer_between_int8_layers_stays_float_with_quantize_ops_only_at_its_boundaries(digits, tmp_path):
+    """block3_expand left float, block2_project at 4 bits: int8 -> DEQUANTIZE -> float conv -> QUANTIZE -> int8."""
+    from tfmc.quant import quantized_kernel
+
+    policy = {name: bits for name, bits in uniform_policy(digits, 8, 8).items() if name != "block3_expand"}
+    policy["block2_project"] = (4, 8)
+    qat = tfmc.quantize(digits, policy)
+    result, tflite_bytes = _qat_export(qat, tmp_path / "middle.tflite")
+    weights = {layer.name: layer.weights for layer in result.layers}
+    assert weights.pop("block3_expand") == ["float32"]
+    assert weights.pop("block2_project") == ["int4"]
+    assert set(map(tuple, weights.values())) == {("int8",)} and len(weights) == 13
+    assert _histogram(tflite_bytes) == {**DIGITS_OPS, "QUANTIZE": 2, "DEQUANTIZE": 2}
+    ops = _ops(tflite_bytes)
+    (position,) = [op.index for op in flatbuffer.weight_ops(tflite_bytes) if op.weight_type == "float32"]
+    assert ops[position - 1][0] == "DEQUANTIZE" and ops[position - 1][2][0] in ops[position][1]
+    assert ops[position + 1][0] == "QUANTIZE" and ops[position + 1][1] == ops[position][2]
+    assert [name for name, _, _ in ops].index("DEQUANTIZE") == position - 1  # the first DEQUANTIZE is the boundary
+    assert not result.layer("block3_expand").notes  # float by request, not "left float32 by the converter"
+    # the unsigned tensors of the converter's strict mode were stored signed: the file holds the QAT grid
+    (op,) = flatbuffer.ops_by_layer(qat, flatbuffer.weight_ops(tflite_bytes))["block2_project"]
+    ints, scale = _stored_weights(tflite_bytes, op)
+    bn = qat.get_layer("quant_block2_project_bn").layer
+    gamma, _, _, variance = bn.get_weights()
+    kernel = quantized_kernel(qat.get_layer("quant_block2_project")) * gamma / np.sqrt(variance + bn.epsilon)
+    np.testing.assert_array_equal(ints, np.rint(kernel / scale))
+    assert np.abs(ints).max() == 7
+    assert result.agreement.agree == 16
+
 def _stored_weights(tflite_bytes, op):
     """(integers, scale per output channel or tensor) of a weight op's INT4 tensor, in the Keras kernel layout."""
     from ai_edge_litert import schema_py_generated as schema

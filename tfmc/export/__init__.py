@@ -156,8 +156,10 @@ def _samples(model, representative_data, count, seed=0):
     return data[:count]
 
 
-def _convert(model, mode, representative_data, io_dtype):
+def _convert(model, mode, representative_data, io_dtype, strict_qdq=False):
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    # Strict QDQ: quantize only the ops between the model's fake-quant ranges (qat mode's float layers).
+    converter._experimental_strict_qdq = strict_qdq
     if mode != "float32":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if mode == "float16":
@@ -176,6 +178,35 @@ def _convert(model, mode, representative_data, io_dtype):
         if mode == "qat" and "must be" in str(exc) and "QI8" in str(exc):
             hint = " (activations below 8 bits cannot be converted: LiteRT kernels take 8-bit activations)"
         raise ExportError(f"TFLite conversion ({mode}) failed{hint}: {str(exc).strip().splitlines()[-1]}") from exc
+
+
+def float_weight_layers(model):
+    """Names of the Conv / Dense / Depthwise layers a QAT model computes in float (tfmot did not wrap them).
+
+    These are the layers a tfmc.quantize policy leaves out.
+    """
+    return sorted(name for key, (name, layer) in flatbuffer.weighted_layers(model).items() if key == name)
+
+
+def _convert_qat(model, representative_data, io_dtype):
+    """The qat conversion, keeping the QAT model's float layers float wherever they sit.
+
+    The converter quantizes every op whose inputs and outputs carry
+    fake-quant ranges, so a float layer between two quantized ones comes out
+    int8. Then the model is converted again in the converter's strict QDQ
+    mode, which quantizes only what the fake-quant ops annotate (the float
+    layer stays float with a DEQUANTIZE before and a QUANTIZE after it), and
+    its UINT8 / UINT4 tensors are stored as the INT8 / INT4 that LiteRT's kernels take
+    (``flatbuffer.signed_integers``).
+    """
+    tflite_bytes = _convert(model, "qat", representative_data, io_dtype)
+    floats = set(float_weight_layers(model))
+    if not floats:
+        return tflite_bytes
+    by_layer = flatbuffer.ops_by_layer(model, flatbuffer.weight_ops(tflite_bytes))
+    if all(op.weight_type == "float32" for name in floats for op in by_layer.get(name, [])):
+        return tflite_bytes  # float layers at the ends of the quantized region already stay float
+    return flatbuffer.signed_integers(_convert(model, "qat", representative_data, io_dtype, strict_qdq=True))
 
 
 def _quantize_mixed(model, float_bytes, policy, representative_data):
@@ -211,6 +242,7 @@ def _quantize_mixed(model, float_bytes, policy, representative_data):
 
 def _layer_reports(model, tflite_bytes, mode, policy, notes, planned=None):
     reports = []
+    qat_floats = set(float_weight_layers(model)) if mode == "qat" else set()
     for name, ops in flatbuffer.ops_by_layer(model, flatbuffer.weight_ops(tflite_bytes)).items():
         layer_notes = list(notes.get(name, []))
         for op in ops:
@@ -218,7 +250,8 @@ def _layer_reports(model, tflite_bytes, mode, policy, notes, planned=None):
             if plan is not None and plan.weights != op.weight_type:
                 layer_notes.append(f"{op.op} weights are {op.weight_type}, not the planned {plan.weights}")
             elif mode in ("dynamic", "int8", "qat") and op.weight_type == "float32" and (
-                    policy is None or name in policy):  # a layer the policy leaves out is float by request
+                    policy is None or name in policy) and name not in qat_floats:
+                # a layer the policy (or the QAT model) leaves out is float by request
                 # The converter's dynamic-range pass leaves small weight tensors in float.
                 layer_notes.append(f"{op.op} weights left float32 by the TFLite converter")
         requested = None
@@ -325,6 +358,8 @@ def to_tflite(model, path, *, mode, policy=None, representative_data=None, io_dt
             tflite_bytes, recipe, notes, planned = _quantize_mixed(model, float_bytes, policy, representative_data)
         except Exception as exc:  # ai-edge-quantizer raises many types; one clear message
             raise ExportError(f"ai-edge-quantizer failed on the mixed recipe: {exc}") from exc
+    elif mode == "qat":
+        tflite_bytes = _convert_qat(model, representative_data, io_dtype)
     else:
         tflite_bytes = _convert(model, mode, representative_data, io_dtype)
     try:
@@ -344,4 +379,4 @@ def to_tflite(model, path, *, mode, policy=None, representative_data=None, io_dt
     )
 
 
-__all__ = ["ExportError", "ExportResult", "IO_DTYPES", "LayerExport", "MODES", "is_qat_model", "to_tflite"]
+__all__ = ["ExportError", "ExportResult", "IO_DTYPES", "LayerExport", "MODES", "float_weight_layers", "is_qat_model", "to_tflite"]

@@ -121,3 +121,56 @@ def ops_by_layer(model, ops):
             raise ValueError(f"could not tell which layer the {op.op} op #{op.index} ({op.scope!r}) belongs to")
         result.setdefault(owner, []).append(op)
     return result
+
+
+
+def _signed_values(data, bits, count):
+    """Stored unsigned ``bits``-wide values (UINT8 bytes, or UINT4 nibbles packed low first) as signed, moved down."""
+    import numpy as np
+
+    raw = np.asarray(data, np.uint8)
+    if bits == 8:
+        return (raw.astype(np.int16) - 128).astype(np.int8).view(np.uint8)
+    nibbles = np.stack([raw & 0x0F, raw >> 4], -1).reshape(-1)[:count].astype(np.int16) - 8
+    nibbles = (nibbles & 0x0F).astype(np.uint8)
+    if len(nibbles) % 2:
+        nibbles = np.append(nibbles, np.uint8(0))
+    return nibbles[0::2] | (nibbles[1::2] << 4)
+
+
+def signed_integers(tflite_bytes):
+    """``tflite_bytes`` with every UINT8 / UINT4 tensor stored as INT8 / INT4, holding the same real numbers.
+
+    The TFLite converter's strict QDQ mode (``_experimental_strict_qdq``)
+    keeps the float ops a QAT model leaves float, but writes its quantized
+    tensors unsigned (UINT8, and UINT4 for weights of 4 bits or fewer),
+    which LiteRT's per-channel integer kernels refuse. Moving each tensor's
+    stored values and zero points down by half its range (128, or 8) gives
+    the signed tensor of the same real values (``scale * (q - zero_point)``
+    is unchanged); symmetric weights (zero point 128 or 8) become signed
+    weights with zero point 0, as the kernels expect. INT32 biases keep
+    their values (their zero point is 0).
+
+    Example:
+      >>> signed_integers(strict_bytes)  # doctest: +SKIP
+    """
+    import numpy as np
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    types = _schema().TensorType
+    signed = {types.UINT8: (types.INT8, 8), types.UINT4: (types.INT4, 4)}
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(tflite_bytes))
+    moved = set()
+    for subgraph in model.subgraphs:
+        for tensor in subgraph.tensors:
+            if tensor.type not in signed:
+                continue
+            tensor.type, bits = signed[tensor.type]
+            quantization = tensor.quantization
+            if quantization is not None and quantization.zeroPoint is not None:
+                quantization.zeroPoint = [int(z) - 2 ** (bits - 1) for z in quantization.zeroPoint]
+            buffer = model.buffers[tensor.buffer]
+            if tensor.buffer not in moved and buffer.data is not None and len(buffer.data):
+                buffer.data = _signed_values(buffer.data, bits, int(np.prod(tensor.shape)))
+                moved.add(tensor.buffer)
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
