@@ -44,20 +44,29 @@ def test_table_costs_sum_the_layers_at_their_precisions():
     assert PrecisionTable.from_config(json.loads(json.dumps(CHAIN_TABLE.get_config()))) == CHAIN_TABLE
 
 
-def test_litert_space_offers_int4_only_on_dense_and_float_at_the_ends():
+def test_litert_space_offers_int4_only_on_dense_and_float_anywhere():
     budget = gmpq.space_budget(chain_cnn(), "litert", measure="bytes", table=CHAIN_TABLE)
-    assert budget.candidates == {"conv1": ((8, FLOAT_BITS), (8,)), "conv2": ((8,), (8,)), "conv3": ((8,), (8,)),
-                                 "fc1": ((4, 8), (8,)), "logits": ((4, 8, FLOAT_BITS), (8,))}
+    assert budget.candidates == {"conv1": ((8, FLOAT_BITS), (8,)), "conv2": ((8, FLOAT_BITS), (8,)),
+                                 "conv3": ((8, FLOAT_BITS), (8,)), "fc1": ((4, 8, FLOAT_BITS), (8,)),
+                                 "logits": ((4, 8, FLOAT_BITS), (8,))}
     assert budget.int8_cost == INT8_BYTES and budget.notes == []
     # under a latency budget float stays only where it is measured clearly faster than int8
     budget = gmpq.space_budget(chain_cnn(), "litert", measure="ms", table=CHAIN_TABLE)
-    assert budget.candidates["conv1"] == ((8,), (8,)) and budget.candidates["logits"] == ((4, 8), (8,))
+    assert budget.candidates == {"conv1": ((8,), (8,)), "conv2": ((8,), (8,)), "conv3": ((8,), (8,)),
+                                 "fc1": ((4, 8), (8,)), "logits": ((4, 8), (8,))}
     assert budget.int8_cost == INT8_MS and budget.min_cost == INT8_MS - 0.125 - 0.0625
-    assert budget.notes == [
-        "conv1: float dropped under a latency budget (float32 CONV_2D not measured clearly faster than int8: "
-        "1000.0 vs 500.0 us)",
-        "logits: float dropped under a latency budget (float32 FULLY_CONNECTED not measured clearly faster than "
-        "int8: 250.0 vs 125.0 us)"]
+    assert len(budget.notes) == 5
+    assert budget.notes[0] == ("conv1: float dropped under a latency budget (float32 CONV_2D not measured clearly "
+                               "faster than int8: 1000.0 vs 500.0 us)")
+    assert budget.notes[-1] == ("logits: float dropped under a latency budget (float32 FULLY_CONNECTED not measured "
+                                "clearly faster than int8: 250.0 vs 125.0 us)")
+    # a middle layer measured clearly faster in float keeps float under a latency budget
+    layers = CHAIN_TABLE.get_config()["layers"]
+    layers["conv2"]["ms"]["float32"] = 0.8  # int8: 1.0
+    faster = PrecisionTable(layers, rest_bytes=2000, metadata={"target": "host"})
+    budget = gmpq.space_budget(chain_cnn(), "litert", measure="ms", table=faster)
+    assert budget.candidates["conv2"] == ((8, FLOAT_BITS), (8,)) and budget.candidates["conv3"] == ((8,), (8,))
+    assert budget.min_cost == INT8_MS - 0.2 - 0.125 - 0.0625
 
 
 def test_a_latency_budget_below_all_int8_gives_the_smallest_achievable():
@@ -113,11 +122,11 @@ def test_each_exported_layer_says_why_it_holds_its_precision():
                 LayerExport("logits", ["FULLY_CONNECTED"], ["float32"], ["float32"])]
     rows = explain.layer_precisions(chain_cnn(), policy, exported)
     assert [(r.name, r.weights, r.why) for r in rows] == [
-        ("conv1", "int8", "float requested, but the TFLite converter makes a float layer between two int8 layers int8"),
+        ("conv1", "int8", "float requested, but the export stored int8 weights"),
         ("conv2", "int8", "the only fast choice: an int4 CONV_2D runs LiteRT's reference kernel, slower than int8"),
         ("conv3", "int8", "the only fast choice: an int4 CONV_2D runs LiteRT's reference kernel, slower than int8; "
                           "4-bit weights -> 8 (int4 CONV_2D measured slower than int8)"),
         ("fc1", "int4", "searched: 4-bit weights stored int4; FULLY_CONNECTED has a fast int4 kernel (XNNPACK)"),
         ("logits", "float32", "kept float by the search, within the size budget")]
-    assert explain.to_markdown(rows).splitlines()[2] == ("| conv1 | CONV_2D | int8 | float requested, but the TFLite "
-                                                        "converter makes a float layer between two int8 layers int8 |")
+    assert explain.to_markdown(rows).splitlines()[2] == (
+        "| conv1 | CONV_2D | int8 | float requested, but the export stored int8 weights |")

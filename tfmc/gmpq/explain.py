@@ -61,7 +61,7 @@ def layer_precisions(model, policy, exported, space="litert"):
         candidates = layer_candidates(space, layer)
         if name not in policy:
             if "int" in weights:
-                why = "float requested, but the TFLite converter makes a float layer between two int8 layers int8"
+                why = f"float requested, but the export stored {weights} weights"
             elif name in floats:
                 why = "kept float by the search" + (f", within the {measure} budget" if measure else "")
             else:

@@ -32,10 +32,10 @@ from tfmc.train import make_strategy, outputs_probabilities
 
 # Pixels of random shift for image search data: the authors' CIFAR-10 search crops with padding 4.
 DEFAULT_SHIFT = 4
-# Spaces in which the first and last searched layers may also stay float (weights FLOAT_BITS). Only the
-# ends: the TFLite converter makes a float layer between two int8 ones int8 (tfmc.quantize), while a float
-# layer at an end of the quantized region stays float with one QUANTIZE / DEQUANTIZE at the boundary.
-FLOAT_ENDS = ("litert",)
+# Spaces in which every searched layer may also stay float (weights FLOAT_BITS): partial quantization. The
+# qat and mixed exports keep such a layer float wherever it sits, with QUANTIZE / DEQUANTIZE only at its
+# float-int8 boundaries (tfmc.export).
+FLOAT_SPACES = ("litert",)
 FLOAT_BITS = bops_lib.FLOAT_BITS
 # What a budget is counted in: BOPs from MACs, or a precision table's measured bytes / milliseconds.
 MEASURES = ("bops", "bytes", "ms")
@@ -93,8 +93,8 @@ class Budget:
 def space_budget(model, space=DEFAULT_SPACE, fixed_bits=None, measure="bops", table=None):
     """The Budget of ``model`` in ``space`` (see Budget).
 
-    In the spaces of FLOAT_ENDS the first and last searched layers may also
-    stay float (weight candidate FLOAT_BITS). With a precision ``table``
+    In the spaces of FLOAT_SPACES every searched layer may also stay float
+    (weight candidate FLOAT_BITS). With a precision ``table``
     (measures "bytes" and "ms") every candidate is rounded to what LiteRT
     stores on the target (``round_to_table``), and ``notes`` say where.
 
@@ -131,8 +131,8 @@ def space_budget(model, space=DEFAULT_SPACE, fixed_bits=None, measure="bops", ta
     if unknown:
         raise PolicyError(f"fixed_bits names layers that space {space!r} does not search in model {model.name!r}: "
                          f"{unknown}; searched layers: {list(candidates)}")
-    if space in FLOAT_ENDS:
-        for name in {next(iter(candidates)), list(candidates)[-1]} - set(fixed):
+    if space in FLOAT_SPACES:
+        for name in set(candidates) - set(fixed):
             candidates[name] = (candidates[name][0] + (FLOAT_BITS,), candidates[name][1])
     for name in fixed:
         candidates[name] = ((fixed[name].weight_bits,), (fixed[name].activation_bits,))

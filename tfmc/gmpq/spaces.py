@@ -12,7 +12,7 @@ SPACES = {
     },
     # What LiteRT executes fast: int8 weights and 8-bit activations everywhere, int4 weights only on
     # FULLY_CONNECTED (XNNPACK's only int4 kernel; an int4 CONV_2D runs the reference kernel, about 4x
-    # slower than int8 here, tfmc.gmpq.costs). Search adds float for the end layers (search.FLOAT_ENDS).
+    # slower than int8 here, tfmc.gmpq.costs). Search adds float for every layer (search.FLOAT_SPACES).
     "litert": {
         "conv": ((8,), (8,)),
         "dense": ((4, 8), (8,)),
