@@ -30,6 +30,12 @@ INT8_MS = 0.5 + 1.0 + 1.0 + 0.25 + 0.125  # 2.875
 INT8_BYTES = 2000 + 496 + 3552 + 7040 + 720 + 240  # 14,048
 
 
+def test_the_op_of_each_kind_is_read_from_the_layer_registry():
+    from tfmc.gmpq.costs import OPS
+
+    assert OPS == {"conv": "CONV_2D", "dense": "FULLY_CONNECTED", "depthwise": "DEPTHWISE_CONV_2D"}
+
+
 def test_precision_of_follows_what_litert_stores():
     assert [precision_of("conv", b) for b in (2, 4, 5, 8, 12, FLOAT_BITS)] == [
         "int4", "int4", "int8", "int8", "float32", "float32"]

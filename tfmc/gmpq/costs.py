@@ -29,8 +29,23 @@ from tfmc.bops import FLOAT_BITS
 from tfmc.errors import UsageError
 
 PRECISIONS = ("float32", "float16", "int8", "int4")
-# tfmc.graph.layer_kind -> the TFLite op the layer becomes.
-OPS = {"conv": "CONV_2D", "dense": "FULLY_CONNECTED", "depthwise": "DEPTHWISE_CONV_2D"}
+
+
+def _ops_by_kind():
+    """{bits kind: the TFLite op a layer of that kind becomes}, read from the layer registry (tfmc.layers).
+
+    The handlers that take bit widths (``bits_kind``: Conv2D, DepthwiseConv2D,
+    Dense) each name their op in ``litert_ops``. A precision table stores the
+    kind as a string and is read without a model, so it looks the op up here.
+    """
+    from tfmc.layers import registered
+
+    return {handler.bits_kind: handler.litert_ops[0] for handler in registered().values()
+            if handler.bits_kind and handler.litert_ops}
+
+
+# bits kind -> the TFLite op the layer becomes: {"conv": "CONV_2D", "dense": "FULLY_CONNECTED", ...}.
+OPS = _ops_by_kind()
 _FORMAT = "tfmc.precision_table"
 _VERSION = 1
 _COSTS = ("ms", "bytes")

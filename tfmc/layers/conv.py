@@ -138,8 +138,9 @@ class Conv1DLayer(Convolution):
 
 
 class Conv3DLayer(Convolution):
-    """Conv3D: a Convolution on CONV_3D; not refitted, not latency-tabled."""
+    """Conv3D: a Convolution on CONV_3D; not refitted, not latency-tabled, takes no bit widths."""
 
+    bits_kind = None
     litert_ops = ("CONV_3D",)
     latency = False
     feature_map = False
