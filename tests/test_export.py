@@ -131,7 +131,7 @@ def test_mixed_mode_stores_int4_weights_for_the_chosen_layers(mixed_dynamic):
     assert "/pw/" in int4[1] and "/logits/" in int4[0]
     assert mixed_dynamic.layer("pw").weights == ["int4"]
     assert mixed_dynamic.layer("logits").weights == ["int4"]
-    assert mixed_dynamic.layer("conv").weights == ["int8"]  # not in the policy: int8
+    assert mixed_dynamic.layer("conv").weights == ["float32"]  # not in the policy: float, as tfmc.quantize leaves it
     assert mixed_dynamic.agreement.samples == 16  # it loaded and ran in LiteRT
 
 
@@ -150,7 +150,7 @@ def test_mixed_mode_says_which_layers_it_rounded(mixed_dynamic):
 
 def test_mixed_static_mode_has_int8_activations_and_io(model, data, tmp_path):
     path = str(tmp_path / "ms.tflite")
-    policy = tfmc.BitPolicy({"pw": (4, 8), "conv": (16, 16)})
+    policy = tfmc.BitPolicy({"pw": (4, 8), "conv": (16, 16), "dw": (8, 8), "logits": (8, 8)})
     result = to_tflite(model, path, mode="mixed", policy=policy, representative_data=data, io_dtype="int8")
     assert _io_dtypes(path) == ("int8", "int8")
     assert result.layer("pw").weights == ["int4"] and result.layer("pw").activations == ["int8"]
@@ -160,6 +160,24 @@ def test_mixed_static_mode_has_int8_activations_and_io(model, data, tmp_path):
         "weights 16 bits -> float32 (LiteRT has no integer weights wider than 8 bits)",
     ]
     assert result.agreement.agree >= 12
+
+
+def test_mixed_static_mode_keeps_a_layer_the_policy_leaves_out_float_between_int8_layers(model, data, tmp_path):
+    from tfmc.export import flatbuffer
+
+    path = str(tmp_path / "middle.tflite")
+    policy = tfmc.BitPolicy({"conv": (8, 8), "pw": (4, 8), "logits": (8, 8)})  # dw left out
+    result = to_tflite(model, path, mode="mixed", policy=policy, representative_data=data, io_dtype="int8")
+    assert {layer.name: (layer.weights, layer.activations) for layer in result.layers} == {
+        "conv": (["int8"], ["int8"]), "dw": (["float32"], ["float32"]), "pw": (["int4"], ["int8"]),
+        "logits": (["int8"], ["int8"])}
+    with open(path, "rb") as f:
+        ops = flatbuffer.op_names(f.read())
+    # int8 conv -> DEQUANTIZE -> float dw -> QUANTIZE -> int8 pw: the only QUANTIZE / DEQUANTIZE (int8 I/O)
+    position = ops.index("DEPTHWISE_CONV_2D")
+    assert ops[position - 1:position + 2] == ["DEQUANTIZE", "DEPTHWISE_CONV_2D", "QUANTIZE"]
+    assert ops.count("QUANTIZE") == 1 and ops.count("DEQUANTIZE") == 1
+    assert not result.changed and result.agreement.agree >= 12
 
 
 @pytest.mark.parametrize("op,w,a,static,expected", [

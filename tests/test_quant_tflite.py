@@ -173,12 +173,13 @@ def low_bit_digits(tmp_path_factory):
         return data, qat, result, f.read()
 
 
-def test_conv_and_dense_trained_at_4_bits_or_fewer_are_stored_int4_on_the_qat_grid(low_bit_digits):
+def _assert_stored_on_the_qat_grid(qat, tflite_bytes, named_by):
+    """Each LOW_BITS layer's INT4 file weights are the QAT model's fake-quantized kernel, integer for integer."""
     from tfmc.quant import quantized_kernel
 
-    _, qat, result, tflite_bytes = low_bit_digits
-    assert {layer.name: layer.weights for layer in result.layers} == {name: ["int4"] for name in LOW_BITS}
-    for name, ops in flatbuffer.ops_by_layer(qat, flatbuffer.weight_ops(tflite_bytes)).items():
+    by_layer = flatbuffer.ops_by_layer(named_by, flatbuffer.weight_ops(tflite_bytes))
+    assert sorted(by_layer) == sorted(LOW_BITS)
+    for name, ops in by_layer.items():
         ints, scale = _stored_weights(tflite_bytes, ops[0])
         kernel = quantized_kernel(qat.get_layer("quant_" + name))
         if name == "c2":  # the converter folds the BatchNorm into the kernel: one factor per output channel
@@ -190,14 +191,41 @@ def test_conv_and_dense_trained_at_4_bits_or_fewer_are_stored_int4_on_the_qat_gr
         np.testing.assert_allclose(ints * scale, kernel, rtol=0, atol=1e-6 * np.abs(kernel).max())
 
 
-def test_the_int4_file_agrees_with_the_qat_model_on_held_out_data(low_bit_digits):
+def test_conv_and_dense_trained_at_4_bits_or_fewer_are_stored_int4_on_the_qat_grid(low_bit_digits):
+    _, qat, result, tflite_bytes = low_bit_digits
+    assert {layer.name: layer.weights for layer in result.layers} == {name: ["int4"] for name in LOW_BITS}
+    _assert_stored_on_the_qat_grid(qat, tflite_bytes, qat)
+
+
+def _assert_agrees_on_held_out_data(data, qat, tflite_bytes):
     from tflite_bench.host import load_interpreter
 
     from tfmc.export import check
 
-    data, qat, _, tflite_bytes = low_bit_digits
     keras_outputs = qat.predict(data.x_test, verbose=0)
     file_outputs = check.tflite_outputs(load_interpreter(tflite_bytes), data.x_test)
     agreement, _, _ = check.top1_agreement(keras_outputs, file_outputs, tie_tolerance=0.0)
     assert agreement.samples == len(data.x_test) and agreement.rate >= 0.99
     assert np.mean(keras_outputs.argmax(-1) == data.y_test) > 0.8  # a trained model, not a tie everywhere
+
+
+def test_the_int4_file_agrees_with_the_qat_model_on_held_out_data(low_bit_digits):
+    data, qat, _, tflite_bytes = low_bit_digits
+    _assert_agrees_on_held_out_data(data, qat, tflite_bytes)
+
+
+def test_mode_mixed_starts_from_the_qat_model_and_keeps_its_grid(low_bit_digits, tmp_path):
+    """ai-edge-quantizer's weight recovery reads the QAT grid back instead of re-quantizing float weights."""
+    from tfmc.export import qat_float_model
+
+    data, qat, _, _ = low_bit_digits
+    path = tmp_path / "mixed.tflite"
+    result = to_tflite(qat, path, mode="mixed", policy=tfmc.BitPolicy(LOW_BITS), representative_data=data.x_val,
+                       io_dtype="int8")
+    assert {layer.name: layer.weights for layer in result.layers} == {name: ["int4"] for name in LOW_BITS}
+    assert result.changed == {"c1": ["weights 3 -> 4 bits (int4 is LiteRT's narrowest weight type)"],
+                              "fc1": ["weights 2 -> 4 bits (int4 is LiteRT's narrowest weight type)"]}
+    with open(path, "rb") as f:
+        tflite_bytes = f.read()
+    _assert_stored_on_the_qat_grid(qat, tflite_bytes, qat_float_model(qat))
+    _assert_agrees_on_held_out_data(data, qat, tflite_bytes)

@@ -122,12 +122,14 @@ def _check_args(model, mode, policy, representative_data, io_dtype):
             f"mode 'qat' expects a quantization-aware model (tfmc.quantize); {model.name!r} has no "
             "QuantizeWrapper layers (use mode 'int8' for post-training quantization)"
         )
-    if mode != "qat" and qat:
-        raise ExportError(f"{model.name!r} is a quantization-aware model; export it with mode 'qat', not {mode!r}")
+    if mode not in ("qat", "mixed") and qat:
+        raise ExportError(
+            f"{model.name!r} is a quantization-aware model; export it with mode 'qat' or 'mixed', not {mode!r}")
     if policy is not None and not isinstance(policy, BitPolicy):
         raise ExportError(f"policy must be a tfmc.BitPolicy, got {type(policy).__name__}")
     if mode == "mixed" and policy is None:
-        raise ExportError("mode 'mixed' needs policy=BitPolicy (which layers get int4 weights)")
+        raise ExportError("mode 'mixed' needs policy=BitPolicy (the weight bits of each layer to quantize; "
+                          "layers it leaves out stay float)")
     if policy is not None and mode not in ("mixed", "qat"):
         raise ExportError(f"a BitPolicy applies to modes 'mixed' and 'qat', not {mode!r}")
     if mode == "int8" and representative_data is None:
@@ -188,6 +190,56 @@ def float_weight_layers(model):
     return sorted(name for key, (name, layer) in flatbuffer.weighted_layers(model).items() if key == name)
 
 
+def qat_float_model(qat):
+    """The float model of a QAT model, holding the weights inference sees: each on its QAT grid.
+
+    Every tfmot wrapper becomes the layer it wraps, with its quantized
+    weights fake-quantized by their trained quantizers
+    (as ``tfmc.quant.quantized_kernel``) and its other weights (biases,
+    BatchNorm) as trained; the input QuantizeLayer becomes an identity.
+    Converted to float32 and given to ai-edge-quantizer's dequantized-weight
+    recovery, these weights are stored on exactly the QAT grid (mode
+    "mixed" of a QAT model). ``qat`` is not changed.
+
+    Args:
+      qat: a tfmc.quantize (or tfmot quantize_model) model.
+
+    Returns:
+      A new float tf_keras model with the original layer names.
+    """
+    from tfmc._keras import keras
+
+    def unwrap(layer):
+        if type(layer).__name__ == "QuantizeLayer":
+            return keras.layers.Activation("linear", name=layer.name)
+        inner = getattr(layer, "layer", layer)
+        config = inner.get_config()
+        activation = getattr(inner, "activation", None)
+        while type(activation).__name__ == "QuantizeAwareActivation":  # tfmot's wrapper of the layer's activation
+            activation = activation.activation
+        if type(activation).__name__ == "NoOpActivation":  # tfmot's stand-in for an activation fused later
+            config["activation"] = "linear"
+        elif activation is not None:
+            config["activation"] = keras.activations.serialize(activation)
+        return inner.__class__.from_config(config)
+
+    float_model = keras.models.clone_model(qat, clone_function=unwrap)
+    for layer, target in zip(qat.layers, float_model.layers):
+        inner = getattr(layer, "layer", None)
+        if inner is None or type(layer).__name__ == "QuantizeLayer":
+            if layer.weights and type(layer).__name__ != "QuantizeLayer":
+                target.set_weights(layer.get_weights())
+            continue
+        # tfmot takes the quantized weights (the kernel) out of the inner layer's list: read them from the
+        # wrapper, through their trained quantizers, and the rest (biases) from the inner layer
+        values = {w.name: w.numpy() for w in inner.weights}
+        for weight, quantizer, quantizer_vars in layer._weight_vars:
+            values[weight.name] = quantizer(tf.convert_to_tensor(weight), training=False,
+                                            weights=quantizer_vars).numpy()
+        target.set_weights([values[w.name] for w in target.weights])
+    return float_model
+
+
 def _convert_qat(model, representative_data, io_dtype):
     """The qat conversion, keeping the QAT model's float layers float wherever they sit.
 
@@ -209,18 +261,29 @@ def _convert_qat(model, representative_data, io_dtype):
     return flatbuffer.signed_integers(_convert(model, "qat", representative_data, io_dtype, strict_qdq=True))
 
 
-def _quantize_mixed(model, float_bytes, policy, representative_data):
+def _quantize_mixed(model, float_bytes, policy, representative_data, recover=False):
+    """ai-edge-quantizer on ``float_bytes``: the policy's layers at their planned widths, the others float.
+
+    With ``recover`` the weights are already on their QAT grids
+    (``qat_float_model``), and CONV_2D / FULLY_CONNECTED weights take
+    ai-edge-quantizer's dequantized-weight recovery, which reads the grid
+    back instead of quantizing again.
+    """
     from ai_edge_quantizer import quantizer
 
     static = representative_data is not None
     by_layer = flatbuffer.ops_by_layer(model, flatbuffer.weight_ops(float_bytes))
     plans, notes = [], {}
-    for name, layer_bits in policy.items():
-        for op in by_layer.get(name, []):
+    for name, ops in by_layer.items():
+        for op in ops:
+            if name not in policy:  # left out of the policy: float, as tfmc.quantize leaves it
+                plans.append((op.scope, bits_lib.OpPlan("float32", False, [])))
+                continue
+            layer_bits = policy[name]
             plan = bits_lib.plan_op(op.op, layer_bits.weight_bits, layer_bits.activation_bits, static)
             plans.append((op.scope, plan))
             notes.setdefault(name, []).extend(n for n in plan.notes if n not in notes.get(name, []))
-    recipe = bits_lib.mixed_recipe(plans, static)
+    recipe = bits_lib.mixed_recipe(plans, static, recover=recover)
     q = quantizer.Quantizer(bytearray(float_bytes))
     q.load_quantization_recipe(recipe)
     calibration = None
@@ -352,10 +415,14 @@ def to_tflite(model, path, *, mode, policy=None, representative_data=None, io_dt
             raise ExportError(f"policy names layers not in model {model.name!r}: {', '.join(unknown)}")
     samples = _samples(model, representative_data, CHECK_SAMPLES)
     recipe, notes, planned = None, {}, None
+    layers_of = model
     if mode == "mixed":
-        float_bytes = _convert(model, "float32", None, None)
+        qat = is_qat_model(model)
+        layers_of = qat_float_model(model) if qat else model
+        float_bytes = _convert(layers_of, "float32", None, None)
         try:
-            tflite_bytes, recipe, notes, planned = _quantize_mixed(model, float_bytes, policy, representative_data)
+            tflite_bytes, recipe, notes, planned = _quantize_mixed(
+                layers_of, float_bytes, policy, representative_data, recover=qat)
         except Exception as exc:  # ai-edge-quantizer raises many types; one clear message
             raise ExportError(f"ai-edge-quantizer failed on the mixed recipe: {exc}") from exc
     elif mode == "qat":
@@ -365,7 +432,7 @@ def to_tflite(model, path, *, mode, policy=None, representative_data=None, io_dt
     try:
         agreement = check_lib.check_tflite(
             model, tflite_bytes, samples, exact=mode in _TIE_TOLERANCE, tie_tolerance=_TIE_TOLERANCE.get(mode, 1e-3))
-        layers = _layer_reports(model, tflite_bytes, mode, policy, notes, planned)
+        layers = _layer_reports(layers_of, tflite_bytes, mode, policy, notes, planned)
     except ExportError as exc:
         raise ExportError(f"the {mode} export of {model.name!r} failed its check: {exc}") from exc
     if mode == "qat" and policy is not None:
@@ -379,4 +446,5 @@ def to_tflite(model, path, *, mode, policy=None, representative_data=None, io_dt
     )
 
 
-__all__ = ["ExportError", "ExportResult", "IO_DTYPES", "LayerExport", "MODES", "float_weight_layers", "is_qat_model", "to_tflite"]
+__all__ = ["ExportError", "ExportResult", "IO_DTYPES", "LayerExport", "MODES", "float_weight_layers", "is_qat_model",
+           "qat_float_model", "to_tflite"]

@@ -10,6 +10,10 @@ import re
 
 INT4_OPS = ("CONV_2D", "FULLY_CONNECTED")
 _ALGORITHM = "min_max_uniform_quantize"
+# ai-edge-quantizer's algorithm that reads integer weights back from weights already on a symmetric grid,
+# and the ops it covers (its algorithm_manager; DEPTHWISE_CONV_2D is not among them).
+_RECOVERY = "dequantized_weight_recovery"
+_RECOVERABLE = ("CONV_2D", "FULLY_CONNECTED")
 
 
 @dataclasses.dataclass
@@ -89,12 +93,15 @@ def scope_regex(scope):
     return "^" + re.escape(scope) + ";$"
 
 
-def mixed_recipe(plans, static):
+def mixed_recipe(plans, static, recover=False):
     """An ai-edge-quantizer recipe (list of dicts): int8 for every op, then one entry per planned op.
 
     Args:
-      plans: [(op scope, OpPlan)] for the ops the policy names.
+      plans: [(op scope, OpPlan)] for the weight ops (float32 plans stay float).
       static: int8 activations (needs calibration) or dynamic range.
+      recover: the float weights are already on a symmetric grid (QAT):
+        CONV_2D / FULLY_CONNECTED ops read it back with ai-edge-quantizer's
+        dequantized-weight recovery instead of quantizing again.
 
     Returns:
       The recipe, ready for ``Quantizer.load_quantization_recipe``; later
@@ -103,8 +110,11 @@ def mixed_recipe(plans, static):
     recipe = [{"regex": ".*", "operation": "*", "algorithm_key": _ALGORITHM, "op_config": _op_config(8, static)}]
     for scope, plan in plans:
         if plan.weights == "float32":
-            entry = {"algorithm_key": "no_quantize", "op_config": {"compute_precision": "FLOAT"}}
+            entries = [("*", {"algorithm_key": "no_quantize", "op_config": {"compute_precision": "FLOAT"}})]
         else:
-            entry = {"algorithm_key": _ALGORITHM, "op_config": _op_config(int(plan.weights[3:]), static)}
-        recipe.append({"regex": scope_regex(scope), "operation": "*", **entry})
+            config = _op_config(int(plan.weights[3:]), static)
+            entries = [("*", {"algorithm_key": _ALGORITHM, "op_config": config})]
+            if recover:
+                entries += [(op, {"algorithm_key": _RECOVERY, "op_config": config}) for op in _RECOVERABLE]
+        recipe += [{"regex": scope_regex(scope), "operation": op, **entry} for op, entry in entries]
     return recipe

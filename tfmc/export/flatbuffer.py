@@ -74,6 +74,18 @@ def weight_ops(tflite_bytes):
     return found
 
 
+def op_names(tflite_bytes):
+    """The builtin op names of the main subgraph, in execution order, e.g. ["QUANTIZE", "CONV_2D", ...]."""
+    schema = _schema()
+    model = schema.Model.GetRootAsModel(bytes(tflite_bytes), 0)
+    names, subgraph = _names(schema.BuiltinOperator), model.Subgraphs(0)
+    found = []
+    for index in range(subgraph.OperatorsLength()):
+        code = model.OperatorCodes(subgraph.Operators(index).OpcodeIndex())
+        found.append(names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "CUSTOM"))
+    return found
+
+
 def weighted_layers(model):
     """{name as it appears in tensor names: (Keras layer name, layer)} for conv/dense/depthwise/separable layers.
 
