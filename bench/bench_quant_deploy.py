@@ -31,6 +31,7 @@ import tensorflow_model_optimization as tfmot  # noqa: E402
 
 import tfmc  # noqa: E402
 from tfmc import bops, data, export, gmpq, models, train  # noqa: E402
+from tfmc.export import flatbuffer  # noqa: E402
 from tfmc.gmpq.costs import build_precision_table  # noqa: E402
 from benchmarks_md import write_section  # noqa: E402
 from harness import host_latency, markdown_table, score  # noqa: E402
@@ -66,6 +67,12 @@ def stored(result):
     return ", ".join(f"{kind} x{count}" for kind, count in sorted(counts.items()))
 
 
+def op_histogram(path):
+    """{TFLite op: count} of a .tflite file."""
+    with open(path, "rb") as f:
+        return dict(collections.Counter(flatbuffer.op_names(f.read())))
+
+
 def measure(name, args, directory):
     model, dataset, trained = load(name, args)
     calib = dataset.x_train[:200]
@@ -92,10 +99,12 @@ def measure(name, args, directory):
         policies[label] = result
         write(label, qat_fit(tfmc.quantize(model, result.policy), dataset, args), "qat", result.policy)
     paths = [files[label].path for label in ROWS]
+    histograms = {label: op_histogram(files[label].path) for label in ROWS}
     scores = {label: score(files[label].path, dataset.x_test, dataset.y_test, threads=args.threads) for label in ROWS}
     latency = dict(zip(ROWS, host_latency(paths, reference=0, rounds=args.rounds, threads=args.threads,
                                           runs=args.runs, warmup=args.warmup)))
     return {"trained": trained, "files": files, "scores": scores, "latency": latency, "policies": policies,
+            "histograms": histograms,
             "table": table, "test_images": len(dataset.y_test), "size_budget": size_budget,
             "latency_budget": latency_budget}
 
@@ -110,44 +119,47 @@ def _front(r, label, key):
     return True
 
 
-def section(args, results):
-    command = (f"python bench/bench_quant_deploy.py --models {args.models} --qat-epochs {args.qat_epochs} "
+def section(args, name, r):
+    """The BENCHMARKS.md section of model ``name``: the command, the seven rows, the goals checked."""
+    command = (f"python bench/bench_quant_deploy.py --models {name} --qat-epochs {args.qat_epochs} "
                f"--qat-images {args.qat_images} --search-epochs {args.search_epochs} --search-fraction "
                f"{args.search_fraction} --size-budget {args.size_budget} --rounds {args.rounds} --runs {args.runs} "
                f"--threads {args.threads}")
-    lines = ["## Quantization that reaches LiteRT's kernels (issue 16)", "",
-             f"Command: `{command}`. " + __doc__.split("\n\n", 2)[2].replace("\n", " ").strip(), ""]
-    for name, r in results.items():
-        size = lambda label: r["files"][label].size_bytes  # noqa: E731
-        ms = lambda label: r["latency"][label].ms  # noqa: E731
-        rows = [[label, r["scores"][label], f"{size(label):,}", f"{ms(label):.3f}", f"{r['latency'][label].ratio:.3f}",
-                 stored(r["files"][label])] for label in ROWS]
-        tfmot_row, ours = "tfmot QAT int8", "tfmc QAT 8/8"
-        slower = [label for label in ROWS[1:] if ms(label) > ms("float32")]
-        fronts = []
-        for label in ROWS[-2:]:
-            on = [what for what, key in (("accuracy-latency", ms), ("accuracy-size", size)) if _front(r, label, key)]
-            fronts.append(f"{label}: on the {' and '.join(on)} front" if on else f"{label}: on no front (dominated)")
-        show = lambda res, v: f"{v:.4f} ms" if res.measure == "ms" else f"{v:,.0f} bytes"  # noqa: E731
-        searched = "; ".join(
-            f"{label}: {show(res, res.achieved)} estimated of a {show(res, res.target)} budget (all-int8 "
-            f"{show(res, res.int8_cost)}), float layers {res.policy.metadata['float_layers'] or 'none'}, int4 layers "
-            f"{[n for n, b in res.policy.items() if b.weight_bits <= 4] or 'none'}"
-            for label, res in r["policies"].items())
-        lines += [
-            f"### {name}", "",
-            f"Model: {r['trained']}. Test set: {r['test_images']:,} images. {searched}.", "",
-            markdown_table(["model", "test acc. (.tflite)", ".tflite bytes", "host latency (ms)", "latency / float32",
-                            "weights stored"], rows, align="lrrrrl"),
-            "",
-            f"- tfmc QAT 8/8 against tfmot QAT: size {size(ours) / size(tfmot_row):.3f}x, latency "
-            f"{ms(ours) / ms(tfmot_row):.3f}x (goal: size within 3 %, latency within 5 %).",
-            f"- Quantized rows slower than float32: {', '.join(slower) if slower else 'none'}.",
-            "- " + "; ".join(fronts) + " (among all seven rows).", "",
-        ]
-    lines.append(f"Host latency: LiteRT interpreter with XNNPACK, {args.threads} thread(s), each model's files timed "
-                 f"in {args.rounds} alternating rounds of {args.runs} runs after {args.warmup} warm-up runs, median of "
-                 "the rounds' medians, on a machine shared with other jobs.")
+    title = "## Quantization that reaches LiteRT's kernels (issue 16)" + ("" if name == MODELS[0] else f": {name}")
+    lines = [title, "", f"Command: `{command}`. " + __doc__.split("\n\n", 2)[2].replace("\n", " ").strip(), ""]
+    size = lambda label: r["files"][label].size_bytes  # noqa: E731
+    ms = lambda label: r["latency"][label].ms  # noqa: E731
+    rows = [[label, r["scores"][label], f"{size(label):,}", f"{ms(label):.3f}", f"{r['latency'][label].ratio:.3f}",
+             stored(r["files"][label])] for label in ROWS]
+    tfmot_row, ours = "tfmot QAT int8", "tfmc QAT 8/8"
+    slower = [label for label in ROWS[1:] if ms(label) > ms("float32")]
+    fronts = []
+    for label in ROWS[-2:]:
+        on = [what for what, key in (("accuracy-latency", ms), ("accuracy-size", size)) if _front(r, label, key)]
+        fronts.append(f"{label}: on the {' and '.join(on)} front" if on else f"{label}: on no front (dominated)")
+    show = lambda res, v: f"{v:.4f} ms" if res.measure == "ms" else f"{v:,.0f} bytes"  # noqa: E731
+    searched = "; ".join(
+        f"{label}: {show(res, res.achieved)} estimated of a {show(res, res.target)} budget (all-int8 "
+        f"{show(res, res.int8_cost)}), float layers {res.policy.metadata['float_layers'] or 'none'}, int4 layers "
+        f"{[n for n, b in res.policy.items() if b.weight_bits <= 4] or 'none'}"
+        for label, res in r["policies"].items())
+    same_ops = r["histograms"][ours] == r["histograms"][tfmot_row]
+    lines += [
+        f"### {name}", "",
+        f"Model: {r['trained']}. Test set: {r['test_images']:,} images. {searched}.", "",
+        markdown_table(["model", "test acc. (.tflite)", ".tflite bytes", "host latency (ms)", "latency / float32",
+                        "weights stored"], rows, align="lrrrrl"),
+        "",
+        f"- tfmc QAT 8/8 against tfmot QAT: size {size(ours) / size(tfmot_row):.3f}x, latency "
+        f"{ms(ours) / ms(tfmot_row):.3f}x (goal: size within 3 %, latency within 5 %); op histogram "
+        + ("identical" if same_ops else f"DIFFERENT: {r['histograms'][ours]} vs tfmot {r['histograms'][tfmot_row]}")
+        + ".",
+        f"- Quantized rows slower than float32: {', '.join(slower) if slower else 'none'}.",
+        "- " + "; ".join(fronts) + " (among all seven rows).", "",
+        f"Host latency: LiteRT interpreter with XNNPACK, {args.threads} thread(s), each model's files timed "
+        f"in {args.rounds} alternating rounds of {args.runs} runs after {args.warmup} warm-up runs, median of "
+        "the rounds' medians, on a machine shared with other jobs.",
+    ]
     return "\n".join(lines)
 
 
@@ -170,11 +182,11 @@ def main():
     if sorted(set(names) - set(MODELS)):
         parser.error(f"--models takes some of {', '.join(MODELS)}")
     with tempfile.TemporaryDirectory(prefix="bench_quant_deploy_") as directory:
-        results = {name: measure(name, args, directory) for name in names}
-        markdown = section(args, results)
-    print(markdown)
-    if not args.no_write:
-        write_section("quant_deploy", markdown)
+        for name in names:
+            markdown = section(args, name, measure(name, args, directory))
+            print(markdown, flush=True)
+            if not args.no_write:  # one section per model, so a run of one model keeps the other's
+                write_section("quant_deploy" if name == MODELS[0] else f"quant_deploy_{name}", markdown)
 
 
 if __name__ == "__main__":
