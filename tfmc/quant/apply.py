@@ -237,12 +237,13 @@ def quantize(model, policy):
     Layers the policy leaves out stay float, with the BatchNorm and ReLU
     that fold into them; layers without weights are quantized when they
     touch a quantized layer, so QUANTIZE / DEQUANTIZE appear only at
-    float-int8 boundaries. Two limits come from the tools: the TFLite
-    converter makes an op int8 whenever its input and output both carry
-    fake-quant ranges, so a float layer between two quantized ones is
-    converted to int8 anyway (float layers at the ends of the quantized
-    region stay float); and tfmot keeps the input QuantizeLayer at 8 bits
-    when the model input feeds several layers. Weights below 8 bits use
+    float-int8 boundaries. A float layer between two quantized ones reads
+    and writes fake-quantized tensors, which the TFLite converter alone
+    would turn int8; ``tfmc.export.to_tflite(mode="qat")`` then converts in
+    the converter's strict QDQ mode, so it stays float with a DEQUANTIZE
+    before and a QUANTIZE after it. One limit comes from tfmot: it keeps the
+    input QuantizeLayer at 8 bits when the model input feeds several
+    layers. Weights below 8 bits use
     StoredGridWeightsQuantizer, so the .tflite stores them (INT4 at 4 bits
     or fewer) on exactly the trained grid. The result trains with ``model.fit`` (also under
     a tf.distribute strategy) and saves / loads with tfmc.io
