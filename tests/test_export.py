@@ -223,6 +223,14 @@ def test_bad_arguments_are_named_and_nothing_is_written(model, tmp_path, kwargs,
     assert os.listdir(tmp_path) == []
 
 
+def test_a_qat_model_exports_only_in_modes_qat_and_mixed(model, tmp_path):
+    qat = quantize(model, {"pw": (8, 8)})
+    with pytest.raises(ExportError, match=r"is a quantization-aware model; export it with mode 'qat' or 'mixed', "
+                                          r"not 'int8'"):
+        to_tflite(qat, str(tmp_path / "x.tflite"), mode="int8", representative_data=np.zeros((4, 8, 8, 3)))
+    assert os.listdir(tmp_path) == []
+
+
 def test_cli_export_mixed_writes_the_file_and_prints_the_table(model, tmp_path, capsys):
     from tfmc import io
     from tfmc.cli import main
