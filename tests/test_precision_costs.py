@@ -64,15 +64,20 @@ def test_litert_space_offers_int4_only_on_dense_and_float_anywhere():
     assert len(budget.notes) == 5
     assert budget.notes[0] == ("conv1: float dropped under a latency budget (float32 CONV_2D not measured clearly "
                                "faster than int8: 1000.0 vs 500.0 us)")
+    assert budget.notes[1].startswith("conv2: float dropped under a latency budget (a float layer between int8")
     assert budget.notes[-1] == ("logits: float dropped under a latency budget (float32 FULLY_CONNECTED not measured "
                                 "clearly faster than int8: 250.0 vs 125.0 us)")
-    # a middle layer measured clearly faster in float keeps float under a latency budget
+    # under a latency budget an end layer measured clearly faster in float keeps float; a middle layer does
+    # not (its DEQUANTIZE / QUANTIZE are not in the table)
     layers = CHAIN_TABLE.get_config()["layers"]
+    layers["conv1"]["ms"]["float32"] = 0.4  # int8: 0.5
     layers["conv2"]["ms"]["float32"] = 0.8  # int8: 1.0
     faster = PrecisionTable(layers, rest_bytes=2000, metadata={"target": "host"})
     budget = gmpq.space_budget(chain_cnn(), "litert", measure="ms", table=faster)
-    assert budget.candidates["conv2"] == ((8, FLOAT_BITS), (8,)) and budget.candidates["conv3"] == ((8,), (8,))
-    assert budget.min_cost == INT8_MS - 0.2 - 0.125 - 0.0625
+    assert budget.candidates["conv1"] == ((8, FLOAT_BITS), (8,)) and budget.candidates["conv2"] == ((8,), (8,))
+    assert budget.min_cost == INT8_MS - 0.1 - 0.125 - 0.0625
+    assert ("conv2: float dropped under a latency budget (a float layer between int8 layers adds a DEQUANTIZE "
+            "and a QUANTIZE that the table does not time)") in budget.notes
 
 
 def test_a_latency_budget_below_all_int8_gives_the_smallest_achievable():

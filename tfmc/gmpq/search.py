@@ -155,10 +155,15 @@ def round_to_table(candidates, table, latency=False):
     int4, else 8; 5-8 -> 8), and int4 becomes 8 where the table measures it
     slower than int8 (an int4 CONV_2D runs the reference kernel) or has no
     int4 for the layer (DEPTHWISE_CONV_2D). Float (FLOAT_BITS) stays, except
-    under a ``latency`` budget where the table does not measure float
-    clearly faster than int8 (by more than the table's tolerance): a float
-    layer also brings a QUANTIZE or DEQUANTIZE at its boundary, which the
-    per-layer figures leave out.
+    under a ``latency`` budget: there it stays only on the first and last
+    layers (``candidates`` in graph order), and only where the table
+    measures float clearly faster than int8 (by more than the table's
+    tolerance). The table times each layer alone, so it leaves out the
+    DEQUANTIZE and QUANTIZE that a float layer between int8 layers adds (on
+    the Fashion-MNIST MobileNetV2 of BENCHMARKS.md five such layers made the
+    file 1.02x slower than all-int8 although their estimate was faster); at
+    an end, the float layer only moves the model's own QUANTIZE or
+    DEQUANTIZE.
 
     Returns:
       ({layer: (weight bits, activation bits)}, [notes]).
@@ -166,6 +171,7 @@ def round_to_table(candidates, table, latency=False):
     from tfmc.gmpq.costs import OPS, precision_of
 
     rounded, notes = {}, []
+    ends = {next(iter(candidates)), list(candidates)[-1]} if candidates else set()
     for name, (weights, activations) in candidates.items():
         kind = table.layers[name]["kind"] if name in table.layers else None
         if kind is None:
@@ -185,7 +191,11 @@ def round_to_table(candidates, table, latency=False):
             if to != bits and bits != FLOAT_BITS:
                 notes.append(f"{name}: {bits}-bit weights -> {to} ({why})")
             new_weights.append(to if bits != FLOAT_BITS else FLOAT_BITS)
-        if latency and FLOAT_BITS in new_weights and not table.faster_than_int8(name, "float32"):
+        if latency and FLOAT_BITS in new_weights and name not in ends:
+            new_weights.remove(FLOAT_BITS)
+            notes.append(f"{name}: float dropped under a latency budget (a float layer between int8 layers adds a "
+                         "DEQUANTIZE and a QUANTIZE that the table does not time)")
+        elif latency and FLOAT_BITS in new_weights and not table.faster_than_int8(name, "float32"):
             ms = table.layers[name]["ms"]
             new_weights.remove(FLOAT_BITS)
             notes.append(f"{name}: float dropped under a latency budget (float32 {OPS[kind]} not measured clearly "
