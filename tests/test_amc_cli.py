@@ -23,7 +23,7 @@ def searched(saved_model, tmp_path_factory):
     out = tmp_path_factory.mktemp("amc_cli") / "run"
     argv = ["prune", path, "--target-macs", "0.5", "--data", "digits", "--out", str(out), "--episodes", "2",
             "--warmup", "2", "--finetune-epochs", "1", "--calib-images", "64", "--fill-budget",
-            "--warmup-actions", "noise", "--search", "ddpg", "--no-progress"]
+            "--warmup-actions", "noise", "--search", "ddpg"]
     return cli.main(argv), out, argv
 
 
@@ -57,7 +57,10 @@ def test_resuming_a_finished_search_repeats_its_policy(searched, capsys):
     before = json.loads((out / "best_policy.json").read_text())
     assert cli.main(argv + ["--resume"]) == 0
     assert json.loads((out / "best_policy.json").read_text()) == before
-    assert "AMC: 4 episodes" in capsys.readouterr().out
+    stdout, stderr = capsys.readouterr()
+    assert "AMC: 4 episodes" in stdout
+    # fine-tuning shows one bar on stderr, not Keras' per-epoch lines
+    assert "fine-tuning: 100%|" in stderr and "Epoch 1/1" not in stderr
 
 
 def test_bad_input_is_one_line_and_exit_code_2(searched, saved_model, tmp_path, capsys):

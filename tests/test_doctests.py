@@ -16,7 +16,7 @@ MODULES = [
     "tfmc.data.images", "tfmc.data.pipeline", "tfmc.data.specs", "tfmc.data.split", "tfmc.data.sources.digits",
     "tfmc.data.sources.fashion_mnist", "tfmc.data.sources.folder", "tfmc.data.sources.mnist_5k",
     "tfmc.data.sources.npz", "tfmc.cli", "tfmc.export.bits", "tfmc.model_files", "tfmc.models", "tfmc.outputs",
-    "tfmc.policy", "tfmc.report", "tflite_bench.parse",
+    "tfmc.policy", "tfmc.progress", "tfmc.report", "tflite_bench.parse",
 ]
 # Modules whose examples read Fashion-MNIST's files (make test installs them; skipped without them).
 NEEDS_FASHION_MNIST = {"tfmc.data.idx", "tfmc.data.sources.fashion_mnist"}

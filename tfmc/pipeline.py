@@ -14,7 +14,9 @@ class DemoConfig:
 
     ``train_images`` and ``reward_images`` cap the training split and the
     validation split that AMC scores its policies on (None: all of them);
-    the test split is always used whole.
+    the test split is always used whole. ``precisions`` are those the
+    per-layer precision table measures (None: all of
+    ``tfmc.gmpq.costs.PRECISIONS``; float32 and int8 are required).
     """
 
     image_size: int = 32
@@ -34,6 +36,7 @@ class DemoConfig:
     bench_rounds: int = 5
     bench_runs: int = 50
     threads: int = 2
+    precisions: tuple = None
 
     @classmethod
     def quick(cls):
@@ -175,7 +178,9 @@ def run_demo(out_dir="demo_out", *, data="digits", data_dir=None, quick=False, c
     from tfmc.errors import UsageError
     from tfmc.gmpq import explain
     from tfmc.gmpq import plots as gmpq_plots
-    from tfmc.gmpq.costs import build_precision_table
+    from tfmc.gmpq.costs import PRECISIONS, build_precision_table
+    from tfmc.progress import bar as progress_bar
+    from tfmc.progress import layer_callback
 
     if data not in DEMO_DATA:
         raise UsageError(f"the demo runs on {' or '.join(DEMO_DATA)}, not {data!r}")
@@ -220,13 +225,15 @@ def run_demo(out_dir="demo_out", *, data="digits", data_dir=None, quick=False, c
 
         progress.step(f"GMPQ search (LiteRT space) on {config.gmpq_fraction:.0%} of the training data, "
                       "latency budget: the all-int8 latency measured per layer on this host")
-        table = build_precision_table(pruned, threads=config.threads, runs=config.bench_runs,
-                                      rounds=config.bench_rounds)
+        with progress_bar("precision table", None, unit="layer") as layers:
+            table = build_precision_table(pruned, precisions=config.precisions or PRECISIONS, threads=config.threads,
+                                          runs=config.bench_runs, rounds=config.bench_rounds,
+                                          progress=layer_callback(layers))
         table.to_json(os.path.join(staging, "precision_table.json"))
         int8_ms = gmpq.space_budget(pruned, "litert", measure="ms", table=table).int8_cost
         bits = gmpq.search(pruned, dataset, target_ms=int8_ms, table=table, space="litert",
                            search_fraction=config.gmpq_fraction, epochs=config.gmpq_epochs, seed=seed,
-                           strategy=strategy, verbose=False)
+                           strategy=strategy, verbose=False, progress="GMPQ search")
         bits.policy.to_json(os.path.join(staging, "bit_policy.json"))
         progress.note(f"search {bits.search_seconds:.1f} s on {bits.samples} images; {bits.achieved:.4f} ms "
                       f"(sum of the layers in the table) of a {bits.target:.4f} ms budget")

@@ -1,7 +1,35 @@
-"""Progress on the terminal: one bar per long stage (training epochs), on stderr."""
+"""Progress on the terminal: one bar per long stage (training, a search, a table of measurements), on stderr."""
 import sys
 
 from tfmc._keras import keras
+
+
+def bar(description, total, *, unit="step", stream=None, enabled=True, initial=0):
+    """One tqdm bar for a long stage, drawn on ``stream`` (default sys.stderr); a disabled one draws nothing.
+
+    Example:
+      >>> import io
+      >>> terminal = io.StringIO()
+      >>> with bar("search", 2, stream=terminal) as b:
+      ...     b.update(2)
+      >>> "search: 100%|" in terminal.getvalue()
+      True
+    """
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc=description, unit=unit, file=stream or sys.stderr,
+                dynamic_ncols=True, leave=True, disable=not enabled)
+
+
+def layer_callback(progress_bar):
+    """A ``progress(layer, done, total)`` callback (tfmc.gmpq.costs.build_precision_table) that moves ``progress_bar``."""
+
+    def progress(layer, done, total):
+        progress_bar.total = total
+        progress_bar.update(done - progress_bar.n)
+        progress_bar.set_postfix(layer=layer, refresh=False)
+
+    return progress
 
 
 class TrainingBar(keras.callbacks.Callback):
@@ -22,10 +50,7 @@ class TrainingBar(keras.callbacks.Callback):
         self.bar = None
 
     def on_train_begin(self, logs=None):
-        from tqdm.auto import tqdm
-
-        self.bar = tqdm(total=self.total_steps, desc=self.description, unit="step", file=self.stream or sys.stderr,
-                        dynamic_ncols=True, leave=True)
+        self.bar = bar(self.description, self.total_steps, stream=self.stream)
 
     def on_train_batch_end(self, batch, logs=None):
         self.bar.update(1)

@@ -115,7 +115,7 @@ def run_search(args):
     if args.finetune_epochs:
         pruned, _ = train.fit(pruned, dataset.x_train, dataset.y_train, epochs=args.finetune_epochs,
                               learning_rate=args.finetune_lr, validation=(dataset.x_val, dataset.y_val), seed=args.seed,
-                              strategy=args.strategy)
+                              strategy=args.strategy, progress=None if args.no_progress else "fine-tuning")
         rows.append((f"AMC policy, fine-tuned {args.finetune_epochs} epochs", train.accuracy(pruned, x_test, y_test),
                      cost.count_macs(pruned), cost.count_params(pruned)))
     io.save_model(pruned, os.path.join(args.out, "pruned.keras"))

@@ -44,6 +44,7 @@ def run(args):
     from tfmc import io, outputs
     from tfmc.cli import UsageError
     from tfmc.gmpq.costs import build_precision_table
+    from tfmc.progress import bar, layer_callback
 
     check_timing_arguments(args)
     if args.android and not args.binary:
@@ -52,10 +53,11 @@ def run(args):
         lambda v: isinstance(v, dict) and v.get("format") == "tfmc.precision_table"), overwrite=args.overwrite)
     model = io.load_model(args.model, trust_code=args.trust_model_code)
     try:
-        table = build_precision_table(
-            model, target="android" if args.android else "host", threads=args.threads, runs=args.runs,
-            warmup=args.warmup, rounds=args.rounds, binary=args.binary, serial=args.serial,
-            progress=lambda name, done, total: print(f"{done}/{total} {name}", flush=True))
+        with bar("precision table", None, unit="layer") as layers:
+            table = build_precision_table(
+                model, target="android" if args.android else "host", threads=args.threads, runs=args.runs,
+                warmup=args.warmup, rounds=args.rounds, binary=args.binary, serial=args.serial,
+                progress=layer_callback(layers))
     except BenchError as exc:  # the benchmark tool, adb or the phone failed: the user's set-up, not a bug
         raise UsageError(str(exc)) from None
     table.to_json(args.out)  # atomic

@@ -100,11 +100,14 @@ def _load_policy(path):
 def _cost_table(args, model, folder):
     """The precision table a size or latency budget reads: --cost-table, or measured here and written to --out."""
     from tfmc.gmpq.costs import PrecisionTable, build_precision_table
+    from tfmc.progress import bar, layer_callback
 
     if args.cost_table:
         return PrecisionTable.from_json(args.cost_table)
     print("measuring the precision table on this host (each layer at float32, float16, int8, int4)", file=sys.stderr)
-    table = build_precision_table(model, threads=args.threads, runs=args.runs, warmup=args.warmup, rounds=args.rounds)
+    with bar("precision table", None, unit="layer") as layers:
+        table = build_precision_table(model, threads=args.threads, runs=args.runs, warmup=args.warmup,
+                                      rounds=args.rounds, progress=layer_callback(layers))
     table.to_json(os.path.join(folder, "cost_table.json"))
     return table
 
@@ -178,6 +181,7 @@ def run(args):
                 search_fraction=args.search_fraction, epochs=args.search_epochs,
                 attribution_weight=args.attribution_weight, seed=args.seed, strategy=args.strategy, fixed_bits=fixed,
                 random_shift=args.random_shift, out_dir=os.path.join(args.out, SEARCH_FOLDER), resume=args.resume,
+                verbose=False, progress="GMPQ search",
             )
             policy = result.policy
             io.write_json(os.path.join(folder, "history.json"), result.history)

@@ -26,6 +26,7 @@ from tfmc.gmpq import run as gmpq_run
 from tfmc.gmpq.layers import MIXED_CLASSES
 from tfmc.gmpq.spaces import DEFAULT_SPACE, check_space, layer_candidates
 from tfmc.policy import BitPolicy
+from tfmc.progress import bar as progress_bar
 from tfmc.quant.configs import kernel_spec
 from tfmc.train import make_strategy, outputs_probabilities
 
@@ -466,7 +467,7 @@ def search(model, data, *, target_bops=None, target_bytes=None, target_ms=None, 
            fixed_bits=None, search_fraction=0.1, epochs=25,
            batch_size=32, attribution_weight=20.0, complexity_weight=3e-4, adapt_complexity=True, exponent="capacity",
            rho=24.0, weight_lr=1e-3, alpha_lr=0.1, momentum=0.9, weight_decay=1e-4, train_mode=True, random_shift=None,
-           seed=0, strategy=None, out_dir=None, resume=False, stop_after=None, verbose=True, log=None):
+           seed=0, strategy=None, out_dir=None, resume=False, stop_after=None, verbose=True, log=None, progress=None):
     """Search per-layer bit widths with GMPQ and return a policy within a BOPs budget.
 
     The loss is CE + lambda * L_attr + cd * L_comp (Wang et al., ICCV 2021):
@@ -535,6 +536,8 @@ def search(model, data, *, target_bops=None, target_bytes=None, target_ms=None, 
       stop_after: train at most this many epochs in this call, then return the policy of the supernet so
         far (``complete`` False); a later call with ``resume=True`` goes on.
       verbose, log: one progress line per epoch to ``log`` (default stderr).
+      progress: a stage name: one bar over every search step on stderr
+        (``tfmc.progress.bar``) with the last epoch's figures beside it.
 
     Returns:
       A SearchResult.
@@ -658,6 +661,8 @@ def search(model, data, *, target_bops=None, target_bytes=None, target_ms=None, 
                 pass
     int8_cost = budget.int8_cost
     ran = 0
+    bar = progress_bar(progress, epochs * steps_per_epoch, enabled=progress is not None,
+                       initial=len(history) * steps_per_epoch)
     while len(history) < epochs and (stop_after is None or ran < stop_after):
         tick = time.perf_counter()
         sums = np.zeros(4)
@@ -668,6 +673,7 @@ def search(model, data, *, target_bops=None, target_bytes=None, target_ms=None, 
             if adapt_complexity:
                 # Multiplicative tuning of cd: the soft cost is pulled to the target.
                 cd.assign(float(np.clip(cd.numpy() * math.exp(0.2 * (expected_cost / target - 1.0)), 1e-9, 1e3)))
+            bar.update(1)
         n = steps_per_epoch * batch
         argmax_cost = budget.cost(argmax_policy(mixed))
         row = {
@@ -680,6 +686,7 @@ def search(model, data, *, target_bops=None, target_bytes=None, target_ms=None, 
         ran += 1
         if run:
             gmpq_run.record(run, row, state, {})
+        bar.set_postfix(ce=f"{row['ce']:.4f}", cost=f"{expected_cost / int8_cost:.3f} of int8")
         if verbose:
             print(
                 f"gmpq epoch {row['epoch']}/{epochs}  ce {row['ce']:.4f}  attr {row['attr']:.4f}  p {row['p']:.2f}  "
@@ -689,6 +696,7 @@ def search(model, data, *, target_bops=None, target_bytes=None, target_ms=None, 
                 file=log, flush=True,
             )
 
+    bar.close()
     chosen = argmax_policy(mixed)
     probabilities = _probabilities(mixed)
     policy, repairs = repair_policy(chosen, probabilities, budget, target)
