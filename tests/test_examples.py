@@ -1,4 +1,10 @@
-"""The scripts in examples/ run end to end with --quick, each in its own process, and write what they say."""
+"""The scripts in examples/ run end to end with --quick, each in its own process, and write what they say.
+
+The runs add the scripts' own flags for even shorter stages (fewer AMC episodes and timing runs, one GMPQ
+search epoch) to keep ``make test`` short; the inputs they refuse are checked in this process through the
+scripts' ``main`` and ``_common.run_main``, as ``python examples/NAME.py`` calls them.
+"""
+import importlib
 import json
 import os
 import subprocess
@@ -21,6 +27,16 @@ def run_script(name, *args, cwd, env=None, timeout=1200):
     environment.update(env or {})
     return subprocess.run([sys.executable, os.path.join(EXAMPLES, name), *args], cwd=cwd, env=environment,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def run_in_process(name, *args):
+    """Exit code of ``python examples/NAME ARGS`` (its ``main`` through ``_common.run_main``), run in this process."""
+    sys.path.insert(0, EXAMPLES)
+    try:
+        module, common = importlib.import_module(name[:-3]), importlib.import_module("_common")
+    finally:
+        sys.path.remove(EXAMPLES)
+    return common.run_main(name, module.main, list(args))
 
 
 def check_ok(completed):
@@ -48,7 +64,8 @@ def table_rows(stdout):
 def amc_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("amc_example")
     out = tmp / "out"
-    return out, check_ok(run_script("amc_mobilenet.py", "--quick", "--out", str(out), cwd=tmp))
+    return out, check_ok(run_script("amc_mobilenet.py", "--quick", "--warmup", "2", "--episodes", "1", "--calib-images",
+                                    "64", "--bench-rounds", "1", "--bench-runs", "3", "--out", str(out), cwd=tmp))
 
 
 def test_amc_example_prunes_mobilenet_within_the_budget(amc_run):
@@ -82,7 +99,7 @@ def test_amc_example_refuses_a_second_search_in_the_same_folder(amc_run, tmp_pat
 
 def test_gmpq_example_quantizes_and_exports_qat_and_mixed(tmp_path):
     out = tmp_path / "out"
-    completed = check_ok(run_script("gmpq_resnet.py", "--quick", "--out", str(out), cwd=tmp_path))
+    completed = check_ok(run_script("gmpq_resnet.py", "--quick", "--search-epochs", "1", "--out", str(out), cwd=tmp_path))
     assert table_rows(completed.stdout) == ["float", "QAT", "mixed PTQ"]
     model = io.load_model(out / "float.keras")
     assert any(layer.__class__.__name__ == "Add" for layer in model.layers)  # residual
@@ -101,7 +118,7 @@ def test_gmpq_example_quantizes_and_exports_qat_and_mixed(tmp_path):
 
 def test_android_example_times_on_the_host(tmp_path):
     out = tmp_path / "out"
-    completed = check_ok(run_script("android_benchmark.py", "--quick", "--out", str(out), cwd=tmp_path))
+    completed = check_ok(run_script("android_benchmark.py", "--quick", "--runs", "5", "--out", str(out), cwd=tmp_path))
     assert completed.stdout.startswith("host timing")
     assert table_rows(completed.stdout) == ["model_float32.tflite", "model_int8.tflite"]
     results = json.loads((out / "results.json").read_text())
@@ -112,24 +129,24 @@ def test_android_example_times_on_the_host(tmp_path):
     assert io.load_model(out / "model.keras").name == "digits_cnn"
 
 
-def test_android_example_without_adb_fails_with_tflite_benchs_error(tmp_path):
+def test_android_example_without_adb_fails_with_tflite_benchs_error(tmp_path, monkeypatch, capsys):
     # A PATH that holds the Python interpreter's folder but no adb.
     assert not any(os.path.exists(os.path.join(folder, "adb")) for folder in ("/usr/bin", "/bin"))
-    completed = run_script("android_benchmark.py", "--quick", "--train-epochs", "0", "--modes", "float32",
-                           "--android", "--binary", "/bin/true", "--out", str(tmp_path / "out"), cwd=tmp_path,
-                           env={"PATH": "/usr/bin:/bin"})
-    assert completed.returncode == 2, completed.stderr[-2000:]
-    last = completed.stderr.strip().splitlines()[-1]
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    code = run_in_process("android_benchmark.py", "--quick", "--train-epochs", "0", "--modes", "float32",
+                          "--android", "--binary", "/bin/true", "--out", str(tmp_path / "out"))
+    stderr = capsys.readouterr().err
+    assert code == 2, stderr[-2000:]
+    last = stderr.strip().splitlines()[-1]
     assert last.startswith("android_benchmark.py: error: adb not found")
     assert "Android platform-tools" in last
 
 
-def test_examples_reject_bad_input_in_one_line(tmp_path):
-    completed = run_script("android_benchmark.py", "--android", "--out", str(tmp_path / "o"), cwd=tmp_path)
-    assert completed.returncode == 2
-    assert completed.stderr.strip().splitlines()[-1] == \
+def test_examples_reject_bad_input_in_one_line(tmp_path, capsys):
+    assert run_in_process("android_benchmark.py", "--android", "--out", str(tmp_path / "o")) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == \
         "android_benchmark.py: error: --android needs --binary PATH, a benchmark_model built for the phone"
-    completed = run_script("amc_mobilenet.py", "--data", "nowhere.npz", "--out", str(tmp_path / "o"), cwd=tmp_path)
-    assert completed.returncode == 2
-    assert completed.stderr.strip().splitlines()[-1].startswith("amc_mobilenet.py: error:")
-    assert "nowhere.npz" in completed.stderr
+    assert run_in_process("amc_mobilenet.py", "--data", "nowhere.npz", "--out", str(tmp_path / "o")) == 2
+    stderr = capsys.readouterr().err
+    assert stderr.strip().splitlines()[-1].startswith("amc_mobilenet.py: error:")
+    assert "nowhere.npz" in stderr
