@@ -60,14 +60,24 @@ def check(name):
     from tfmc.errors import PolicyError
 
     started = time.perf_counter()
+    stages = {}
+
+    def lap(stage):  # seconds spent in each stage, to tell Keras' time from tfmc's
+        stages[stage] = round(time.perf_counter() - started - sum(stages.values()), 1)
+        print(f"stage {stage} done in {stages[stage]} s", file=sys.stderr, flush=True)
+
     keras.utils.set_random_seed(0)
     model, size = _build(constructors()[name])
     x = np.random.default_rng(0).normal(size=(2, size, size, 3)).astype(np.float32)
     reference = model(x, training=False).numpy()
+    lap("build")
     groups = tfmc.channel_groups(model)
+    lap("channel_groups")
     prunable = [g for g in groups if g.prunable]
     row = {"name": name, "size": size, "groups": len(groups), "prunable": len(prunable),
-           "macs": tfmc.count_macs(model), "reasons": sorted({g.reason for g in groups if not g.prunable})}
+           "macs": tfmc.count_macs(model), "reasons": sorted({g.reason for g in groups if not g.prunable}),
+           "stages": stages}
+    lap("count_macs")
     if not prunable:
         try:
             tfmc.prune(model, 0.5)
@@ -78,13 +88,18 @@ def check(name):
         row["seconds"] = time.perf_counter() - started
         return row
     same = tfmc.prune(model, 1.0)
+    lap("prune_keep_1.0")
     row["keep1_max_abs_diff"] = float(np.max(np.abs(same(x, training=False).numpy() - reference)))
+    lap("run_keep_1.0")
     pruned = tfmc.prune(model, 0.5)
+    lap("prune_keep_0.5")
     row["pruned_macs"] = tfmc.count_macs(pruned)
     out = pruned(x, training=False).numpy()
+    lap("run_keep_0.5")
     with tempfile.TemporaryDirectory() as folder:
         loaded = _save_and_load(pruned, model, folder, row)
     row["load_max_abs_diff"] = float(np.max(np.abs(loaded(x, training=False).numpy() - out)))
+    lap("save_load")
     row["outcome"] = ("pruned" if row["keep1_max_abs_diff"] <= 1e-4 * max(1.0, float(np.abs(reference).max()))
                       and row["load_max_abs_diff"] == 0.0 and row["pruned_macs"] < row["macs"] else "FAILED")
     row["seconds"] = time.perf_counter() - started
@@ -118,8 +133,11 @@ def _run_one(name, timeout):
     try:
         done = subprocess.run([sys.executable, os.path.abspath(__file__), "--one", name], capture_output=True,
                               text=True, timeout=timeout, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-    except subprocess.TimeoutExpired:
-        return {"name": name, "outcome": "timeout", "seconds": time.perf_counter() - started}
+    except subprocess.TimeoutExpired as exc:
+        err = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else (exc.stderr or "")
+        stages = [line[len("stage "):] for line in err.splitlines() if line.startswith("stage ")]
+        return {"name": name, "outcome": "timeout", "seconds": time.perf_counter() - started,
+                "error": f"after {'; '.join(stages)}" if stages else "before the model was built"}
     for line in reversed(done.stdout.splitlines()):
         if line.startswith("{"):
             return json.loads(line)
@@ -193,7 +211,7 @@ def main(argv=None):
             if name in done:
                 rows.append(done[name])
             continue
-        if name not in done:
+        if name not in done or done[name]["outcome"] == "timeout":  # a timed-out one is tried again
             done[name] = _run_one(name, args.timeout)
             with open(args.jsonl, "a", encoding="utf-8") as f:
                 f.write(json.dumps(done[name]) + "\n")
