@@ -134,7 +134,10 @@ def _run_one(name, timeout):
         done = subprocess.run([sys.executable, os.path.abspath(__file__), "--one", name], capture_output=True,
                               text=True, timeout=timeout, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     except subprocess.TimeoutExpired as exc:
-        err = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else (exc.stderr or "")
+        out, err = (s.decode(errors="replace") if isinstance(s, bytes) else (s or "") for s in (exc.stdout, exc.stderr))
+        for line in reversed(out.splitlines()):  # finished, but the process did not exit in time
+            if line.startswith("{"):
+                return json.loads(line)
         stages = [line[len("stage "):] for line in err.splitlines() if line.startswith("stage ")]
         return {"name": name, "outcome": "timeout", "seconds": time.perf_counter() - started,
                 "error": f"after {'; '.join(stages)}" if stages else "before the model was built"}
@@ -198,8 +201,8 @@ def main(argv=None):
                         help="write the section from the architectures --jsonl already holds, running none")
     args = parser.parse_args(argv)
     if args.one:
-        print(json.dumps(check(args.one)))
-        return
+        print(json.dumps(check(args.one)), flush=True)
+        os._exit(0)  # TensorFlow's teardown of a large graph can outlast the timeout (seen on DenseNet201)
     names = args.only.split(",") if args.only else list(constructors())
     done = {}
     if os.path.exists(args.jsonl):  # resume: architectures already checked by this command are kept
