@@ -43,7 +43,7 @@ import tfmc  # noqa: E402,F401
 from tfmc import bops, data, gmpq  # noqa: E402
 from tfmc.gmpq import cross_dataset  # noqa: E402
 from benchmarks_md import write_section  # noqa: E402
-from harness import markdown_table, mean_and_error, paired  # noqa: E402
+from harness import ResultsFile, markdown_table, mean_and_error, paired  # noqa: E402
 from reference import reference_model  # noqa: E402
 
 PROXIES = {"a": "2 % of Fashion-MNIST train", "b": "MNIST 5k", "c": "digits"}
@@ -85,23 +85,6 @@ def settings_of(args):
     """The arguments a finished row depends on: rows of --results made with others are not reused."""
     return {k: getattr(args, k) for k in ("model", "space", "budget_bits", "budget_bytes", "search_epochs",
                                           "search_images", "target_images", "qat_epochs", "qat_images", "qat_lr")}
-
-
-def done_keys(path, config):
-    """The finished rows of ``path`` made with ``config``, by (trial, setting, variant)."""
-    if not os.path.exists(path):
-        return {}
-    rows = {}
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:  # a line torn by a kill
-                    continue
-                if row.get("config") == config:
-                    rows[(row["trial"], row["setting"], row["variant"])] = row
-    return rows
 
 
 def run_one(model, target, args, budget, uniform, trial, setting, variant):
@@ -226,8 +209,8 @@ def main():
     budget, uniform = budget_options(model, args)
     budget_text = (f"BOPs of uniform {args.budget_bits} in space gmpq ({budget['target_bops']:,}), stem and "
                    "classifier 8/8" if args.space == "gmpq" else f"{args.budget_bytes:,.0f} bytes in space litert")
-    config = settings_of(args)
-    rows = done_keys(results, config)
+    finished = ResultsFile(results, settings_of(args))
+    rows = dict(finished.done)
     def jobs(names):
         return ([(s, v) for s in settings for v in names if v not in ("target", "uniform")]
                 + [("-", v) for v in names if v in ("target", "uniform")])
@@ -243,9 +226,7 @@ def main():
         tick = time.perf_counter()
         row = run_one(model, target, args, budget, uniform, trial, setting, variant)
         row["wall_seconds"] = time.perf_counter() - tick
-        row["config"] = config
-        with open(results, "a", encoding="utf-8") as f:
-            f.write(json.dumps(row) + "\n")
+        finished.add((trial, setting, variant), row)
         rows[(trial, setting, variant)] = row
         print(json.dumps({k: row[k] for k in ("trial", "setting", "variant", "accuracy", "search_seconds",
                                               "wall_seconds")}), flush=True)

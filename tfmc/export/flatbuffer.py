@@ -162,9 +162,6 @@ def signed_integers(tflite_bytes):
     is unchanged); symmetric weights (zero point 128 or 8) become signed
     weights with zero point 0, as the kernels expect. INT32 biases keep
     their values (their zero point is 0).
-
-    Example:
-      >>> signed_integers(strict_bytes)  # doctest: +SKIP
     """
     import numpy as np
     from tensorflow.lite.tools import flatbuffer_utils
