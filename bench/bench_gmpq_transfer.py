@@ -64,8 +64,7 @@ def proxy_set(setting, model, target, images, seed):
     else:
         found = data.load_for_model({"b": "mnist_5k", "c": "digits"}[setting], model)
         x, y = found.x_train, found.y_train
-    order = np.sort(np.random.default_rng(1000 + seed).permutation(len(x))[:min(images, len(x))])
-    return x[order], y[order]
+    return data.seeded_subset(x, y, images, 1000 + seed)
 
 
 def budget_options(model, args):

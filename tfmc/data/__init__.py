@@ -33,7 +33,7 @@ from tfmc.data.sources.mnist_5k import mnist_5k
 from tfmc.data.sources.npz import from_npz
 from tfmc.data.sources.tfds import from_tfds
 from tfmc.data.specs import NAMED, accepted_specs, load, load_for_model, register_dataset
-from tfmc.data.split import stratified_split
+from tfmc.data.split import seeded_subset, stratified_split
 from tfmc.data.types import Dataset
 from tfmc.errors import DataError
 
@@ -41,5 +41,6 @@ __all__ = [
     "FASHION_MNIST_CLASSES", "FASHION_MNIST_DIR", "FASHION_MNIST_FILES", "IMAGE_EXTENSIONS", "NAMED", "DataError",
     "Dataset", "accepted_specs", "add_data_arguments", "as_arrays", "as_tf_dataset", "check_dataset", "check_finite",
     "check_fits", "check_labels", "digits", "fashion_mnist", "from_folder", "from_npz", "from_tfds", "is_tf_dataset",
-    "load", "load_for_model", "mnist_5k", "random_shift", "read_idx", "register_dataset", "stratified_split",
+    "load", "load_for_model", "mnist_5k", "random_shift", "read_idx", "register_dataset", "seeded_subset",
+    "stratified_split",
 ]

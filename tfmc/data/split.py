@@ -9,6 +9,12 @@ SPLIT_ALIASES = {"train": "train", "validation": "validation", "val": "validatio
                  "test": "test"}
 
 
+def seeded_subset(x, y, count, seed):
+    """``count`` of the examples (x, y) drawn with ``seed``, kept in their original order (all of them if fewer)."""
+    order = np.sort(np.random.default_rng(seed).permutation(len(x))[:count])
+    return x[order], y[order]
+
+
 def assemble(name, parts, seed, num_classes=None, class_names=(), val_fraction=0.15, test_fraction=0.15):
     """A Dataset from ``parts`` ({'train': (x, y), optionally 'validation' and 'test'}).
 

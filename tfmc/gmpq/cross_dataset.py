@@ -12,8 +12,8 @@ import os
 import tempfile
 import time
 
-import numpy as np
 
+from tfmc.data import seeded_subset
 from tfmc.errors import UsageError
 from tfmc.gmpq.search import search
 
@@ -91,8 +91,7 @@ def deploy(model, policy, target, *, qat_epochs=1, qat_images=None, learning_rat
         raise UsageError(f"qat_epochs must be >= 0 and qat_images >= 1, got {qat_epochs!r} and {qat_images!r}")
     x, y = target.x_train, target.y_train
     if qat_images is not None and qat_images < len(x):
-        order = np.sort(np.random.default_rng(seed).permutation(len(x))[:qat_images])
-        x, y = x[order], y[order]
+        x, y = seeded_subset(x, y, qat_images, seed)
     keras.utils.set_random_seed(seed)
     tick = time.perf_counter()
     qat = quantize(model, policy)

@@ -743,9 +743,7 @@ def _budget(model, space, fixed_bits, table, target_bops, target_bytes, target_m
 def _search_subset(data, fraction, seed):
     """The share ``fraction`` of the training images the search learns on (seeded, in their original order)."""
     x, y = _as_arrays(data)
-    keep = max(1, int(math.ceil(fraction * len(x))))
-    order = np.sort(np.random.default_rng(seed).permutation(len(x))[:keep])
-    return x[order], y[order]
+    return data_lib.seeded_subset(x, y, max(1, int(math.ceil(fraction * len(x)))), seed)
 
 
 def _search_dataset(x, y, teacher, shift, batch, seed, strategy):
