@@ -107,12 +107,11 @@ def check(name):
 
 
 def _reload(model, path):
-    from tfmc._keras import custom_objects, keras
+    import tfmc
 
-    model.save(path)
+    tfmc.io.save_model(model, path)
     own = {type(layer).__name__: type(layer) for layer in model.layers}  # the architecture's own layers
-    with keras.utils.custom_object_scope({**own, **custom_objects()}):
-        return keras.models.load_model(path, compile=False)
+    return tfmc.io.load_model(path, own, trust_code=True)  # built here, so its code is trusted
 
 
 def _save_and_load(pruned, original, folder, row):

@@ -107,6 +107,51 @@ def save_model(model, path):
     return os.fspath(path)
 
 
+# What tf_keras writes into a .keras archive when the model has no assets.
+_KERAS_ARCHIVE = frozenset({"metadata.json", "config.json", "model.weights.h5"})
+
+
+def _load_keras_archive(path, custom_objects, safe_mode):
+    """tf_keras' .keras loader, with the weights read from an extracted file; None for an archive with assets.
+
+    tf_keras reads model.weights.h5 through zipfile, whose seek rewinds and
+    re-reads the member at every backward jump h5py makes, so its loading
+    time grows with the square of the file: 68 s for ConvNeXtTiny's 28 M
+    parameters, over 6 minutes for ConvNeXtBase's 88 M. These are the steps
+    of ``tf_keras.src.saving.saving_lib.load_model`` (the pinned tf_keras),
+    with the HDF5 file on disk; tests/test_io.py checks they give what
+    ``keras.models.load_model`` gives.
+    """
+    import zipfile
+
+    from tf_keras.src.saving import saving_lib, serialization_lib
+
+    with zipfile.ZipFile(path) as archive:
+        if set(archive.namelist()) != _KERAS_ARCHIVE:
+            return None
+        config = json.loads(archive.read("config.json"))
+        config["compile_config"] = None
+        folder = tempfile.mkdtemp()
+        try:
+            weights = archive.extract("model.weights.h5", folder)
+            enabled = getattr(saving_lib._SAVING_V3_ENABLED, "value", False)
+            saving_lib._SAVING_V3_ENABLED.value = True
+            try:
+                with serialization_lib.ObjectSharingScope():
+                    model = serialization_lib.deserialize_keras_object(config, custom_objects, safe_mode=safe_mode)
+                store = saving_lib.H5IOStore(weights, mode="r")
+                try:
+                    saving_lib._load_state(model, weights_store=store, assets_store=None, inner_path="",
+                                           visited_trackables=set())
+                finally:
+                    store.close()
+            finally:
+                saving_lib._SAVING_V3_ENABLED.value = enabled
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+    return model
+
+
 def load_model(path, custom_objects=None, *, trust_code=False):
     """Load a tf_keras model from a .keras / .h5 file or a SavedModel folder, refusing code it carries.
 
@@ -150,7 +195,9 @@ def load_model(path, custom_objects=None, *, trust_code=False):
             os.symlink(os.path.abspath(path), source)
         try:
             with keras.utils.custom_object_scope(objects):
-                model = keras.models.load_model(source, compile=False, safe_mode=not trust_code)
+                model = (_load_keras_archive(path, objects, safe_mode=not trust_code) if fmt == "keras" else None)
+                if model is None:
+                    model = keras.models.load_model(source, compile=False, safe_mode=not trust_code)
         except Exception as exc:  # keras raises many types here; one clear message is what a user needs
             raise ModelLoadError(
                 f"could not load {path!r} as a tf_keras model (.keras, .h5 or SavedModel): {exc}"
