@@ -89,12 +89,11 @@ def test_amc_example_prunes_mobilenet_within_the_budget(amc_run):
     assert (out / "amc" / "best_policy.json").exists() and (out / "summary.md").exists()
 
 
-def test_amc_example_refuses_a_second_search_in_the_same_folder(amc_run, tmp_path):
+def test_amc_example_refuses_a_second_search_in_the_same_folder(amc_run, capsys):
     out, _ = amc_run
-    completed = run_script("amc_mobilenet.py", "--quick", "--train-epochs", "0", "--out", str(out), cwd=tmp_path)
-    assert completed.returncode == 2
-    assert completed.stderr.strip().splitlines()[-1].startswith("amc_mobilenet.py: error:")
-    assert "already holds an AMC search" in completed.stderr
+    assert run_in_process("amc_mobilenet.py", "--quick", "--train-epochs", "0", "--out", str(out)) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("amc_mobilenet.py: error:") and "already holds an AMC search" in last
 
 
 def test_gmpq_example_quantizes_and_exports_qat_and_mixed(tmp_path):

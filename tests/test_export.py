@@ -257,3 +257,42 @@ def test_cli_export_rejects_a_bad_bits_file(model, tmp_path, capsys):
     assert main(["export", model_path, "--mode", "mixed", "--bits", str(bad), "--out", str(tmp_path / "o.tflite")]) == 2
     assert "--bits" in capsys.readouterr().err
     assert not (tmp_path / "o.tflite").exists()
+
+
+def _interpreter_view(tflite_bytes, inputs):
+    """(signatures, [(name, shape signature)] of the inputs and outputs, op codes in order, outputs on ``inputs``)."""
+    from ai_edge_litert import schema_py_generated as schema
+    from tflite_bench.host import load_interpreter
+
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(bytes(tflite_bytes), 0))
+    codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in model.operatorCodes]
+    ops = [codes[op.opcodeIndex] for op in model.subgraphs[0].operators]
+    interpreter = load_interpreter(tflite_bytes, threads=1)
+    runner = interpreter.get_signature_runner()
+    outputs = runner(**inputs)
+    details = [(d["name"], tuple(d["shape_signature"]))
+               for d in interpreter.get_input_details() + interpreter.get_output_details()]
+    return interpreter.get_signature_list(), details, ops, outputs
+
+
+def test_the_converter_converts_what_keras_own_converter_converts():
+    from tfmc._keras import tf
+    from tfmc.export import tflite_converter
+
+    layers = keras.layers
+    image, extra = keras.Input((8, 8, 3), name="image"), keras.Input((4,), name="extra")
+    x = layers.BatchNormalization()(layers.Conv2D(6, 3, name="conv")(image))
+    x = layers.Concatenate()([layers.GlobalAveragePooling2D()(layers.ReLU()(x)), extra])
+    two = keras.Model([image, extra], [layers.Dense(3, name="class")(x), layers.Dense(1, name="score")(x)])
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    inputs = {"image": rng.random((1, 8, 8, 3), np.float32), "extra": rng.random((1, 4), np.float32)}
+    ours = _interpreter_view(tflite_converter(two).convert(), inputs)
+    theirs = _interpreter_view(tf.lite.TFLiteConverter.from_keras_model(two).convert(), inputs)
+    assert ours[0] == theirs[0] == {"serving_default": {"inputs": ["extra", "image"], "outputs": ["class", "score"]}}
+    assert ours[1] == theirs[1]
+    assert ours[2] == theirs[2]
+    for name in ("class", "score"):
+        np.testing.assert_array_equal(ours[3][name], theirs[3][name])
+    expected = two([inputs["image"], inputs["extra"]], training=False)
+    np.testing.assert_allclose(ours[3]["class"], expected[0].numpy(), rtol=1e-5, atol=1e-5)

@@ -78,27 +78,22 @@ def test_every_layer_at_8_bits_converts_to_tfmots_graph(tfmot_export, tfmc_expor
     assert ours.agreement.agree == 16
 
 
-@pytest.mark.parametrize("float_layer,float_op", [("stem", "CONV_2D"), ("logits", "FULLY_CONNECTED")])
-def test_a_layer_the_policy_leaves_out_stays_float_with_quantize_ops_only_at_its_boundary(
-        digits, float_layer, float_op, tmp_path):
-    policy = {name: bits for name, bits in uniform_policy(digits, 8, 8).items() if name != float_layer}
+def test_layers_the_policy_leaves_out_at_the_ends_stay_float_with_quantize_ops_only_at_their_boundaries(
+        digits, tmp_path):
+    """stem and logits left float: float input -> float conv -> QUANTIZE -> int8 -> DEQUANTIZE -> float dense."""
+    policy = {name: bits for name, bits in uniform_policy(digits, 8, 8).items() if name not in ("stem", "logits")}
     result, tflite_bytes = _qat_export(tfmc.quantize(digits, policy), tmp_path / "partial.tflite")
     by_layer = {layer.name: layer.weights for layer in result.layers}
-    assert by_layer.pop(float_layer) == ["float32"]
-    assert set(map(tuple, by_layer.values())) == {("int8",)}
-    assert _histogram(tflite_bytes) == DIGITS_OPS  # one QUANTIZE, one DEQUANTIZE
+    assert by_layer.pop("stem") == ["float32"] and by_layer.pop("logits") == ["float32"]
+    assert set(map(tuple, by_layer.values())) == {("int8",)} and len(by_layer) == 13
+    assert _histogram(tflite_bytes) == DIGITS_OPS  # still one QUANTIZE and one DEQUANTIZE
     ops = _ops(tflite_bytes)
     names = [name for name, _, _ in ops]
-    (position,) = [op.index for op in flatbuffer.weight_ops(tflite_bytes) if op.weight_type == "float32"]
-    assert names[position] == float_op
-    if float_layer == "stem":  # float input -> float conv -> QUANTIZE -> int8 rest
-        assert names[position + 1] == "QUANTIZE" and ops[position + 1][1] == ops[position][2]
-        assert names[-1] == "DEQUANTIZE"
-    else:  # QUANTIZE in, int8 up to the pooling -> DEQUANTIZE -> float dense
-        assert names[0] == "QUANTIZE"
-        assert names[position - 1] == "DEQUANTIZE" and ops[position - 1][2][0] in ops[position][1]
+    stem, logits = [op.index for op in flatbuffer.weight_ops(tflite_bytes) if op.weight_type == "float32"]
+    assert (names[stem], names[logits]) == ("CONV_2D", "FULLY_CONNECTED")
+    assert stem == 0 and names[1] == "QUANTIZE" and ops[1][1] == ops[0][2]
+    assert logits == len(ops) - 1 and names[-2] == "DEQUANTIZE" and ops[-2][2][0] in ops[-1][1]
     assert result.agreement.agree >= 15
-
 
 
 def test_a_float_layer_between_int8_layers_stays_float_with_quantize_ops_only_at_its_boundaries(digits, tmp_path):

@@ -153,11 +153,10 @@ def single_layer_model(layer, input_shape, in_channels, out_channels):
 
 
 def _measure_ms(keras_model, directory, run_kwargs):
-    from tfmc._keras import tf
-
     import tflite_bench
+    from tfmc.export import tflite_converter
 
-    tflite = tf.lite.TFLiteConverter.from_keras_model(keras_model).convert()
+    tflite = tflite_converter(keras_model).convert()
     path = os.path.join(directory, "layer.tflite")
     with open(path, "wb") as f:  # a scratch file in our own temporary folder
         f.write(tflite)
