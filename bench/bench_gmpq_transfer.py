@@ -75,6 +75,18 @@ def low_weight_layers(row):
     return sum(1 for w, _ in row["bits"].values() if w <= 2)
 
 
+def seed_agreement(rows):
+    """Mean fraction of layers with the same (weight, activation) bits in two trials' policies, over all pairs.
+
+    A search that finds something agrees with itself across seeds; policies
+    drawn from barely trained logits do not (None with fewer than two rows).
+    """
+    pairs = [(a["bits"], b["bits"]) for i, a in enumerate(rows) for b in rows[i + 1:]]
+    if not pairs:
+        return None
+    return float(np.mean([np.mean([p[n] == q[n] for n in p]) for p, q in pairs]))
+
+
 def proxy_set(setting, model, target, images, seed):
     """(x, y) the search reads in ``setting``: at most ``images`` of them (a seeded subset), at the model's input."""
     if setting == "a":
@@ -157,11 +169,15 @@ def summary(rows, args, info, budget_text):
         seen = np.mean([r["search_images"] for r in trials.values()])
         secs = np.mean([r["search_seconds"] for r in trials.values()])
         low = np.mean([low_weight_layers(r) for r in trials.values()])
+        same = seed_agreement(list(trials.values()))
         table.append([proxy_name(setting, args) if variant not in ("target", "uniform") else "-",
                       label(variant, args), str(len(acc)), f"{100 * mean:.2f} +- {100 * error:.2f}",
-                      f"{secs:.0f}", f"{seen:,.0f}", f"{low:.1f}"])
+                      f"{secs:.0f}", f"{seen:,.0f}", f"{low:.1f}", "-" if same is None else f"{same:.2f}"])
     lines += [markdown_table(["proxy", "variant", "trials", "test accuracy, %", "search s", "search images read",
-                              "layers at 2-bit weights"], table), ""]
+                              "layers at 2-bit weights", "same bits across seeds"], table), "",
+              "Layers at 2-bit weights: mean over trials of the policy's layers whose weights hold 2 bits. Same "
+              "bits across seeds: the mean fraction of layers (stem and classifier included, fixed at 8/8) two "
+              "trials' policies give the same weight and activation bits, over all pairs of trials.", ""]
     lines.append("Paired differences (same trial seeds), points, mean +- standard error (wins/ties/losses):")
     lines.append("")
 
