@@ -150,7 +150,10 @@ def label(variant, args):
 def summary(rows, args, info, budget_text):
     """The BENCHMARKS.md section from the finished rows."""
     lines = [f"## GMPQ across datasets: proxy search, deployed on Fashion-MNIST ({args.model})", "",
-             f"Command: `python bench/bench_gmpq_transfer.py {' '.join(a for a in sys.argv[1:] if a != '--report-only')}`",
+             f"Command: `python bench/bench_gmpq_transfer.py {' '.join(a for a in sys.argv[1:] if a != '--report-only')}` "
+             "(the table counts the trials finished; rows are kept in the results file, so rerunning the command, "
+             "or one with fewer settings, variants or trials and the same protocol arguments, adds to them and "
+             "reuses what is done).",
              "",
              f"Float model: {args.model}, {info['test_accuracy']:.4f} on the 10,000 Fashion-MNIST test images. "
              f"Budget: {budget_text}. Search: {args.search_epochs} epochs on at most {args.search_images} proxy "
