@@ -21,6 +21,8 @@ seed t and trains every policy with QAT seed t on the same images:
   lambda0: lambda 0 (no attribution: the ablation)
   target: the capacity search on all of the target's training split (the expensive search the proxy replaces)
   uniform: uniform --budget-bits (no search), the budget every search gets
+  raised_w, raised_a: a diagnosis, not a method: the trial's finished capacity policy with every 2-bit
+    weight (raised_w) or activation (raised_a) raised to 3 bits, over the budget, trained and scored alike
 The budget is the BOPs of uniform --budget-bits in space gmpq, with the stem
 and classifier at 8/8 in every policy (as the GMPQ authors keep them), or
 with --space litert --budget-bytes B a size budget in the deployable space
@@ -42,6 +44,7 @@ import numpy as np  # noqa: E402
 import tfmc  # noqa: E402,F401
 from tfmc import bops, data, gmpq  # noqa: E402
 from tfmc.gmpq import cross_dataset  # noqa: E402
+from tfmc.policy import BitPolicy  # noqa: E402
 from benchmarks_md import write_section  # noqa: E402
 from harness import ResultsFile, markdown_table, mean_and_error, paired  # noqa: E402
 from reference import reference_model  # noqa: E402
@@ -54,7 +57,11 @@ VARIANTS = {
     "lambda0": ("lambda = 0", {"attribution_weight": 0.0}),
     "target": ("GMPQ on all target training data", {"attribution_weight": 20.0, "exponent": "capacity"}),
     "uniform": ("uniform bits at the budget", None),
+    # diagnosis, over the budget: the trial's capacity policy with its 2-bit weights (activations) raised to 3 bits
+    "raised_w": ("capacity-aware p, its 2-bit weights raised to 3 bits (over the budget)", None),
+    "raised_a": ("capacity-aware p, its 2-bit activations raised to 3 bits (over the budget)", None),
 }
+RAISED = {"raised_w": 0, "raised_a": 1}  # diagnosis variant -> the slot (weights 0, activations 1) it raises
 
 
 def proxy_images(setting, images, train=FASHION_TRAIN):
@@ -117,11 +124,24 @@ def settings_of(args):
                                           "search_images", "target_images", "qat_epochs", "qat_images", "qat_lr")}
 
 
-def run_one(model, target, args, budget, uniform, trial, setting, variant):
+def raised_policy(bits, slot):
+    """The BitPolicy of a finished row's ``bits`` with every 2-bit entry in ``slot`` (0 weights, 1 activations) at 3."""
+    return BitPolicy({name: tuple(3 if i == slot and b == 2 else b for i, b in enumerate(pair))
+                      for name, pair in bits.items()})
+
+
+def run_one(model, target, args, budget, uniform, trial, setting, variant, rows):
     deploy_options = dict(qat_epochs=args.qat_epochs, qat_images=args.qat_images, learning_rate=args.qat_lr,
                           threads=1)
-    if variant == "uniform":
-        policy = uniform or bops.uniform_policy(model, 8, 8)
+    if variant == "uniform" or variant in RAISED:
+        if variant in RAISED:
+            searched = rows.get((trial, setting, "capacity"))
+            if searched is None:
+                sys.exit(f"{variant} raises the bits of the capacity policy of trial {trial}, setting {setting}: "
+                         "run the capacity variant first")
+            policy = raised_policy(searched["bits"], RAISED[variant])
+        else:
+            policy = uniform or bops.uniform_policy(model, 8, 8)
         deployed = cross_dataset.deploy(model, policy, target, seed=trial, **deploy_options)
         seconds, seen = 0.0, 0
     else:
@@ -147,8 +167,8 @@ def label(variant, args):
     return VARIANTS[variant][0]
 
 
-def summary(rows, args, info, budget_text):
-    """The BENCHMARKS.md section from the finished rows."""
+def summary(rows, args, info, budget_text, target_bops=None):
+    """The BENCHMARKS.md section from the finished rows (``target_bops``: the BOPs budget, space gmpq)."""
     lines = [f"## GMPQ across datasets: proxy search, deployed on Fashion-MNIST ({args.model})", "",
              f"Command: `python bench/bench_gmpq_transfer.py {' '.join(a for a in sys.argv[1:] if a != '--report-only')}` "
              "(the table counts the trials finished; rows are kept in the results file, so rerunning the command, "
@@ -207,6 +227,12 @@ def summary(rows, args, info, budget_text):
         compare((setting, "capacity"), (setting, "p3"), f"({setting}) {name}: capacity-aware p vs fixed p = 3")
         compare((setting, "capacity"), ("-", "target"), f"({setting}) {name} search vs the search on the target data")
         compare((setting, "capacity"), ("-", "uniform"), f"({setting}) {name} search vs uniform bits at the budget")
+        for variant in RAISED:
+            raised = [r["bops"] for r in by.get((setting, variant), {}).values()]
+            over = f" ({np.mean(raised) / target_bops:.2f}x the budget's BOPs)" if raised and target_bops else ""
+            compare((setting, variant), (setting, "capacity"),
+                    f"({setting}) {name}: {VARIANTS[variant][0].split(', ', 1)[1].replace(' (over the budget)', '')}"
+                    f"{over} vs the policy as searched")
     compare(("-", "target"), ("-", "uniform"), "search on the target data vs uniform bits at the budget")
     return "\n".join(lines)
 
@@ -262,13 +288,13 @@ def main():
         if (trial, setting, variant) in rows:
             continue
         tick = time.perf_counter()
-        row = run_one(model, target, args, budget, uniform, trial, setting, variant)
+        row = run_one(model, target, args, budget, uniform, trial, setting, variant, rows)
         row["wall_seconds"] = time.perf_counter() - tick
         finished.add((trial, setting, variant), row)
         rows[(trial, setting, variant)] = row
         print(json.dumps({k: row[k] for k in ("trial", "setting", "variant", "accuracy", "search_seconds",
                                               "wall_seconds")}), flush=True)
-    text = summary(rows, args, info, budget_text)
+    text = summary(rows, args, info, budget_text, budget.get("target_bops"))
     print(text)
     if not args.no_write:
         write_section(f"gmpq_transfer_{args.model}_{args.space}", text)
