@@ -17,11 +17,11 @@ demo: $(STAMP) datasets
 	$(VENV)/bin/tfmc demo --out demo_out $(DEMO_ARGS)
 
 test: $(STAMP) browser datasets
-	$(PY) -m pytest -q -n 2 --dist loadfile tests $(TEST_ARGS)
+	$(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder tests $(TEST_ARGS)
 
 # The unit loop: everything but the end-to-end files (tests/conftest.py END_TO_END) and the tests marked slow.
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -n 2 --dist loadfile -m "not slow" tests $(TEST_ARGS)
+	$(PY) -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder -m "not slow" tests $(TEST_ARGS)
 
 # The report test opens report.html in a real headless Chromium (Debian's package).
 browser:
