@@ -33,6 +33,10 @@ Every finished (method, seed) and uniform seed is appended to ``--results``
 command skips what is there, so a crash loses at most one search.
 ``--stop-at`` (UTC) starts no seed after that time and writes the section
 from the seeds that are complete.
+
+The BENCHMARKS.md section is keyed by the model and the target, and by the
+reward set's size when it is not the 500 images of the first runs (so a run
+with a larger reward set gets a section of its own beside them).
 """
 import argparse
 import dataclasses
@@ -64,6 +68,7 @@ METHODS = {
     "random": ("random", {}),
     "greedy": ("greedy", {}),
 }
+_FIRST_REWARD_IMAGES = 500  # the reward set of the first sections, which keep their keys
 LABELS = {
     "ddpg": "DDPG (the paper's settings)",
     "ddpg_spread": "DDPG, rewards scaled by their spread",
@@ -217,7 +222,8 @@ def main():
                f"--actor-every {args.actor_every}" + (f" --train-epochs {args.train_epochs}"
                                                        if args.model == "digits_cnn" else ""))
     lines = [
-        f"## AMC searchers at equal evaluations: {args.model} at {args.target:g} of the MACs",
+        f"## AMC searchers at equal evaluations: {args.model} at {args.target:g} of the MACs, "
+        f"{args.reward_images} reward images",
         "",
         f"Command: `{command}`. Model: {description}; {cost.full:,} MACs, {len(groups)} prunable channel groups, "
         f"test accuracy {original} (binomial standard error). Budget: {args.target:g} of the MACs ({int(limit):,}). "
@@ -309,7 +315,8 @@ def main():
     markdown = "\n".join(lines)
     print(markdown, flush=True)
     if not args.no_write:
-        write_section(f"amc_methods_{args.model}_{args.target:g}", markdown)
+        write_section(f"amc_methods_{args.model}_{args.target:g}" + (
+            f"_reward{args.reward_images}" if args.reward_images != _FIRST_REWARD_IMAGES else ""), markdown)
 
 
 if __name__ == "__main__":
