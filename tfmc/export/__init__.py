@@ -176,6 +176,8 @@ def tflite_converter(model):
     @tf.function(input_signature=specs, autograph=False)
     def serve(*inputs):
         outputs = model(list(inputs) if len(inputs) > 1 else inputs[0], training=False)
+        if isinstance(outputs, dict):  # a functional model built with named outputs
+            return outputs
         return dict(zip(names, outputs if isinstance(outputs, (list, tuple)) else [outputs]))
 
     module.serve = serve
