@@ -109,7 +109,7 @@ def test_a_latency_budget_with_a_measured_table_runs_end_to_end(saved_model, tmp
     target = (floor + cost.full) / 2
     argv = ["prune", path, "--target-latency-ms", repr(target), "--latency-table", lut,
             "--data", "digits", "--out", str(tmp_path / "run"), "--episodes", "4", "--warmup", "2",
-            "--calib-images", "64", "--no-progress"]  # the default search: greedy, 1 + 4 groups + 1 episodes
+            "--calib-images", "64", "--no-progress", "--search", "greedy"]  # 1 + 4 groups + 1 episodes
     assert cli.main(argv) == 0
     small = keras.models.load_model(tmp_path / "run" / "pruned.keras")
     policy = json.loads((tmp_path / "run" / "best_policy.json").read_text())
@@ -120,6 +120,17 @@ def test_a_latency_budget_with_a_measured_table_runs_end_to_end(saved_model, tmp
     layers = [small.get_layer(n) for n in ("conv1", "conv2", "conv3", "fc1", "logits")]
     predicted = sum(table.latency_ms(layer.name, layer.input.shape[-1], layer.output.shape[-1]) for layer in layers)
     assert predicted == pytest.approx(policy["metadata"]["cost"]) and predicted <= target
+
+
+def test_the_default_search_is_random_search(saved_model, tmp_path):
+    path, _ = saved_model
+    argv = ["prune", path, "--target-macs", "0.5", "--data", "digits", "--out", str(tmp_path / "run"),
+            "--episodes", "2", "--warmup", "1", "--finetune-epochs", "0", "--calib-images", "32", "--no-progress"]
+    assert cli.main(argv) == 0
+    policy = json.loads((tmp_path / "run" / "best_policy.json").read_text())
+    assert policy["metadata"]["search"] == "random"
+    history = (tmp_path / "run" / "history.csv").read_text().splitlines()[1:]
+    assert [row.split(",")[1] for row in history] == ["random"] * 3
 
 
 def test_latency_table_bad_input_is_one_line_and_exit_code_2(saved_model, tmp_path, capsys):

@@ -64,7 +64,7 @@ class SearchResult:
     plain_eval_seconds: float
     plain_calibration_seconds: float = 0.0
     out_dir: object = None
-    method: str = "greedy"
+    method: str = "random"
     rescored: list = dataclasses.field(default_factory=list)
     evaluations: int = 0
 
@@ -107,13 +107,13 @@ def _policy(groups, counts, round_to, metadata):
 def search(model, val_data, *, target_macs=None, target_params=None, target_latency_ms=None, latency_table=None,
            calib_data=None, reward="acc", episodes=300, warmup=100, lbound=0.2, round_to=8, out_dir=None,
            resume=False, seed=0, progress=True, stop_after=None, agent_config=None, max_calib_images=3000,
-           fill_budget=False, method="greedy", rescore_data=None, rescore_top=5, actor_every=10, strategy=None,
+           fill_budget=False, method="random", rescore_data=None, rescore_top=5, actor_every=10, strategy=None,
            importance=None):
-    """Search per-group keep ratios under a hard budget (He et al., AMC, ECCV 2018; by default a greedy allocation).
+    """Search per-group keep ratios under a hard budget (He et al., AMC, ECCV 2018; by default random search).
 
     Each episode walks the prunable channel groups in topological order; the
-    searcher (``method``: a greedy sensitivity allocation, the default; the
-    paper's DDPG agent; or random search) proposes a keep ratio per group,
+    searcher (``method``: random search, the default; the paper's DDPG
+    agent; or a greedy sensitivity allocation) proposes a keep ratio per group,
     the action wall keeps the policy
     within the budget, and the policy is scored on the reward set by one
     reusable masked copy of the model (least-squares refitted when
@@ -162,10 +162,10 @@ def search(model, val_data, *, target_macs=None, target_params=None, target_late
       agent_config: an AgentConfig (default: ``AgentConfig()``, the paper's agent with rewards scaled by
         their spread and the reward as the critic's target).
       max_calib_images: calibration images used for reconstruction.
-      method: "greedy" (the default: per-group sensitivity probes, then an
-        allocation; see ``tfmc.amc.searchers``; it needs at least groups + 2
-        episodes), "ddpg" (the paper's agent) or "random" (uniform random
-        keep ratios through the same wall); equal
+      method: "random" (the default: uniform random keep ratios through
+        the wall; docs/amc.md says why), "ddpg" (the paper's agent) or
+        "greedy" (per-group sensitivity probes, then an allocation; see
+        ``tfmc.amc.searchers``; it needs at least groups + 2 episodes); equal
         ``episodes`` and ``warmup`` give every method the same number of
         evaluated policies (greedy may use fewer).
       rescore_data: a second held-out labelled set, like ``val_data``. The

@@ -76,10 +76,11 @@ def add_search_arguments(parser):
     group.add_argument("--fill-budget", action="store_true",
                        help="clamp keep ratios from below too, so every policy spends the whole budget "
                             "(for --reward acc; default: the paper's wall alone)")
-    group.add_argument("--search", default="greedy", metavar="NAME",
-                       help="how policies are proposed: greedy (per-group sensitivity, then an allocation; default: "
-                            "it did best at equal evaluations, docs/amc.md), ddpg (the AMC paper's agent) or random "
-                            "(uniform random keep ratios through the same wall)")
+    group.add_argument("--search", default="random", metavar="NAME",
+                       help="how policies are proposed: random (uniform random keep ratios through the wall; "
+                            "default: level with ddpg and never far behind the best at equal evaluations, "
+                            "docs/amc.md), ddpg (the AMC paper's agent) or greedy (per-group sensitivity, then an "
+                            "allocation)")
     group.add_argument("--rescore-top", type=int, default=5,
                        help="re-score this many best distinct policies on the second half of the validation split "
                             "and choose the best there (the first half is the reward set); 0: no re-scoring, the "
