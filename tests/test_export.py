@@ -260,13 +260,11 @@ def test_cli_export_rejects_a_bad_bits_file(model, tmp_path, capsys):
 
 
 def _interpreter_view(tflite_bytes, inputs):
-    """(signatures, [(name, shape signature)] of the inputs and outputs, op codes in order, outputs on ``inputs``)."""
-    from ai_edge_litert import schema_py_generated as schema
+    """(signatures, [(name, shape signature)] of the inputs and outputs, op names in order, outputs on ``inputs``)."""
     from tflite_bench.host import load_interpreter
+    from tfmc.export import flatbuffer
 
-    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(bytes(tflite_bytes), 0))
-    codes = [max(c.builtinCode, c.deprecatedBuiltinCode) for c in model.operatorCodes]
-    ops = [codes[op.opcodeIndex] for op in model.subgraphs[0].operators]
+    ops = flatbuffer.op_names(tflite_bytes)
     interpreter = load_interpreter(tflite_bytes, threads=1)
     runner = interpreter.get_signature_runner()
     outputs = runner(**inputs)

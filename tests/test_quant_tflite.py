@@ -32,7 +32,7 @@ def _ops(tflite_bytes):
 
 
 def _histogram(tflite_bytes):
-    return dict(collections.Counter(name for name, _, _ in _ops(tflite_bytes)))
+    return dict(collections.Counter(flatbuffer.op_names(tflite_bytes)))
 
 
 def _weight_types(tflite_bytes):

@@ -135,7 +135,6 @@ def ops_by_layer(model, ops):
     return result
 
 
-
 def _signed_values(data, bits, count):
     """Stored unsigned ``bits``-wide values (UINT8 bytes, or UINT4 nibbles packed low first) as signed, moved down."""
     import numpy as np

@@ -12,7 +12,6 @@ import os
 import tempfile
 import time
 
-
 from tfmc.data import seeded_subset
 from tfmc.errors import UsageError
 from tfmc.gmpq.search import search
