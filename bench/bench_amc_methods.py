@@ -35,8 +35,8 @@ command skips what is there, so a crash loses at most one search.
 from the seeds that are complete.
 
 The BENCHMARKS.md section is keyed by the model and the target, and by the
-reward set's size when it is not the 500 images of the first runs (so a run
-with a larger reward set gets a section of its own beside them).
+reward set's size and the episode counts when they are not the first runs'
+(500 images, 20 + 60 episodes), so such a run gets a section of its own.
 """
 import argparse
 import dataclasses
@@ -65,15 +65,18 @@ METHODS = {
     "ddpg_spread": ("ddpg", {"reward_scale": "spread"}),
     "ddpg_updates4": ("ddpg", {"updates": 4}),
     "ddpg_spread_reward": ("ddpg", {"reward_scale": "spread", "targets": "reward"}),
+    "ddpg_floor": ("ddpg", {"reward_scale": "spread", "targets": "reward", "sigma_min": 0.1}),
     "random": ("random", {}),
     "greedy": ("greedy", {}),
 }
 _FIRST_REWARD_IMAGES = 500  # the reward set of the first sections, which keep their keys
+_FIRST_EPISODES = (20, 60)  # their warm-up and learning episodes
 LABELS = {
     "ddpg": "DDPG (the paper's settings)",
     "ddpg_spread": "DDPG, rewards scaled by their spread",
     "ddpg_updates4": "DDPG, 4 updates per transition",
     "ddpg_spread_reward": "DDPG, rewards scaled by their spread, critic targets the reward",
+    "ddpg_floor": "DDPG, spread-scaled rewards, reward targets, exploration sigma at least 0.1",
     "random": "random search",
     "greedy": "greedy sensitivity allocation",
     "uniform": "uniform keep ratio",
@@ -223,7 +226,7 @@ def main():
                                                        if args.model == "digits_cnn" else ""))
     lines = [
         f"## AMC searchers at equal evaluations: {args.model} at {args.target:g} of the MACs, "
-        f"{args.reward_images} reward images",
+        f"{args.reward_images} reward images, {args.warmup} + {args.episodes} episodes",
         "",
         f"Command: `{command}`. Model: {description}; {cost.full:,} MACs, {len(groups)} prunable channel groups, "
         f"test accuracy {original} (binomial standard error). Budget: {args.target:g} of the MACs ({int(limit):,}). "
@@ -316,7 +319,9 @@ def main():
     print(markdown, flush=True)
     if not args.no_write:
         write_section(f"amc_methods_{args.model}_{args.target:g}" + (
-            f"_reward{args.reward_images}" if args.reward_images != _FIRST_REWARD_IMAGES else ""), markdown)
+            f"_reward{args.reward_images}" if args.reward_images != _FIRST_REWARD_IMAGES else "") + (
+            f"_episodes{args.warmup}+{args.episodes}" if (args.warmup, args.episodes) != _FIRST_EPISODES else ""),
+            markdown)
 
 
 if __name__ == "__main__":

@@ -25,8 +25,9 @@ seed t and trains every policy with QAT seed t on the same images:
     weight (raised_w) or activation (raised_a) raised to 3 bits, over the budget, trained and scored alike
 The budget is the BOPs of uniform --budget-bits in space gmpq, with the stem
 and classifier at 8/8 in every policy (as the GMPQ authors keep them), or
-with --space litert --budget-bytes B a size budget in the deployable space
-(precision table measured here; uniform then means all-int8).
+with --space litert --size-budget F a size budget in the deployable space:
+F times the all-int8 size estimate (precision table measured here; uniform
+then means all-int8, at or below that budget).
 Every finished (trial, setting, variant) is appended to --results and a
 rerun with the same arguments skips it, so a killed run loses nothing.
 """
@@ -61,6 +62,8 @@ VARIANTS = {
     "raised_w": ("capacity-aware p, its 2-bit weights raised to 3 bits (over the budget)", None),
     "raised_a": ("capacity-aware p, its 2-bit activations raised to 3 bits (over the budget)", None),
 }
+# the protocol of the first runs, whose BENCHMARKS sections keep their keys; a run that differs gets its own
+FIRST_PROTOCOL = {"search_images": 500, "qat_epochs": 1, "qat_images": 2000}
 RAISED = {"raised_w": 0, "raised_a": 1}  # diagnosis variant -> the slot (weights 0, activations 1) it raises
 
 
@@ -109,7 +112,8 @@ def budget_options(model, args):
     """(search keyword arguments for the budget, the uniform policy at the budget)."""
     if args.space == "litert":
         table = gmpq.build_precision_table(model, threads=1, runs=5, warmup=1, rounds=1)
-        return {"space": "litert", "target_bytes": args.budget_bytes, "table": table}, None
+        int8 = gmpq.space_budget(model, "litert", measure="bytes", table=table).int8_cost
+        return {"space": "litert", "target_bytes": args.size_budget * int8, "table": table}, None
     fixed = {name: (8, 8) for name in gmpq.end_layers(model, "gmpq")}
     w, a = (int(v) for v in args.budget_bits.split("/"))
     uniform = bops.uniform_policy(model, w, a)
@@ -120,7 +124,7 @@ def budget_options(model, args):
 
 def settings_of(args):
     """The arguments a finished row depends on: rows of --results made with others are not reused."""
-    return {k: getattr(args, k) for k in ("model", "space", "budget_bits", "budget_bytes", "search_epochs",
+    return {k: getattr(args, k) for k in ("model", "space", "budget_bits", "size_budget", "search_epochs",
                                           "search_images", "target_images", "qat_epochs", "qat_images", "qat_lr")}
 
 
@@ -167,9 +171,23 @@ def label(variant, args):
     return VARIANTS[variant][0]
 
 
+def departures(args):
+    """(section key suffix, title words) for the space, size budget and protocol arguments the first runs lacked."""
+    key = f"_{args.space}" + (f"_{args.size_budget:g}x" if args.space == "litert" else "")
+    words = [f"size budget {args.size_budget:g} x int8 in space litert"] if args.space == "litert" else []
+    if args.search_images != FIRST_PROTOCOL["search_images"]:
+        key += f"_search{args.search_images}"
+        words.append(f"search on {args.search_images:,} proxy images")
+    if (args.qat_epochs, args.qat_images) != (FIRST_PROTOCOL["qat_epochs"], FIRST_PROTOCOL["qat_images"]):
+        key += f"_qat{args.qat_epochs}x{args.qat_images}"
+        words.append(f"QAT {args.qat_epochs} epochs on {args.qat_images:,} images")
+    return key, words
+
+
 def summary(rows, args, info, budget_text, target_bops=None):
     """The BENCHMARKS.md section from the finished rows (``target_bops``: the BOPs budget, space gmpq)."""
-    lines = [f"## GMPQ across datasets: proxy search, deployed on Fashion-MNIST ({args.model})", "",
+    lines = [f"## GMPQ across datasets: proxy search, deployed on Fashion-MNIST "
+             f"({', '.join([args.model, *departures(args)[1]])})", "",
              f"Command: `python bench/bench_gmpq_transfer.py {' '.join(a for a in sys.argv[1:] if a != '--report-only')}` "
              "(the table counts the trials finished; rows are kept in the results file, so rerunning the command, "
              "or one with fewer settings, variants or trials and the same protocol arguments, adds to them and "
@@ -255,7 +273,8 @@ def main():
     parser.add_argument("--qat-lr", type=float, default=1e-3)
     parser.add_argument("--space", default="gmpq", choices=["gmpq", "litert"])
     parser.add_argument("--budget-bits", default="3/3")
-    parser.add_argument("--budget-bytes", type=float, default=None)
+    parser.add_argument("--size-budget", type=float, default=None,
+                        help="--space litert: the size budget as a multiple of the all-int8 size estimate")
     parser.add_argument("--results", default=None, help="JSONL of finished trials (resumed from)")
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--report-only", action="store_true",
@@ -264,15 +283,17 @@ def main():
     settings, variants = args.settings.split(","), args.variants.split(",")
     extras = [v for v in args.extra_variants.split(",") if v]
     unknown = [v for v in variants + extras if v not in VARIANTS] + [s for s in settings if s not in PROXIES]
-    if unknown or (args.space == "litert") != (args.budget_bytes is not None):
-        parser.error(f"unknown settings/variants {unknown}, or --space litert without --budget-bytes")
+    if unknown or (args.space == "litert") != (args.size_budget is not None):
+        parser.error(f"unknown settings/variants {unknown}, or --space litert without --size-budget")
     results = args.results or os.path.join(os.path.dirname(os.path.abspath(__file__)), ".cache",
                                            f"gmpq_transfer_{args.model}_{args.space}.jsonl")
     model, info = reference_model(args.model, verbose=0)
     target = data.load_for_model("fashion_mnist", model)
     budget, uniform = budget_options(model, args)
     budget_text = (f"BOPs of uniform {args.budget_bits} in space gmpq ({budget['target_bops']:,}), stem and "
-                   "classifier 8/8" if args.space == "gmpq" else f"{args.budget_bytes:,.0f} bytes in space litert")
+                   "classifier 8/8" if args.space == "gmpq" else
+                   f"{args.size_budget:g} x the all-int8 size estimate ({budget['target_bytes']:,.0f} bytes) in space "
+                   "litert (int8 or float on convolutions, int4, int8 or float on dense layers)")
     finished = ResultsFile(results, settings_of(args))
     rows = dict(finished.done)
     def jobs(names):
@@ -297,7 +318,7 @@ def main():
     text = summary(rows, args, info, budget_text, budget.get("target_bops"))
     print(text)
     if not args.no_write:
-        write_section(f"gmpq_transfer_{args.model}_{args.space}", text)
+        write_section(f"gmpq_transfer_{args.model}{departures(args)[0]}", text)
 
 
 if __name__ == "__main__":

@@ -418,6 +418,12 @@ def test_warm_up_actions_are_uniform_or_the_papers_noise_around_the_actor(residu
     assert noise.act(observation, episode=0, warmup=100) == truncated_normal(
         draws, noise.actor_action(observation), 0.5, noise.low, noise.high)
     assert noise.sigma(0, 100) == noise.sigma(99, 100) == 0.5  # no decay before learning starts
+    assert noise.sigma(100, 100) == 0.5 and noise.sigma(102, 100) == pytest.approx(0.5 * 0.95 ** 2)
+    floored = amc.AmcAgent(env.observation_spec(), env.action_spec(), amc.AgentConfig(sigma_min=0.1), seed=3)
+    assert floored.sigma(131, 100) == pytest.approx(0.5 * 0.95 ** 31)  # 0.102: still decaying
+    assert floored.sigma(132, 100) == floored.sigma(400, 100) == 0.1  # 0.5 * 0.95 ** 32 = 0.097: the floor
+    with pytest.raises(ValueError, match=r"sigma_min must be in \[0, sigma=0.5\], got 0.6"):
+        amc.AgentConfig(sigma_min=0.6)
     with pytest.raises(ValueError, match="warmup_actions must be 'uniform' or 'noise', got 'gauss'"):
         amc.AgentConfig(warmup_actions="gauss")
     with pytest.raises(ValueError, match="learn_from must be 'applied' or 'proposed', got 'raw'"):

@@ -57,6 +57,8 @@ class AgentConfig:
     buffer_size: int = 2000
     sigma: float = 0.5
     sigma_decay: float = 0.95
+    # the decayed sigma never falls below this (the paper: 0, so late episodes repeat the actor's policy)
+    sigma_min: float = 0.0
     baseline_decay: float = 0.5
     # "episode": the average moves with each episode's reward; "batch": with each sampled batch's mean reward
     # (the authors' code, which averages over the replay buffer rather than the latest episodes)
@@ -88,6 +90,8 @@ class AgentConfig:
             raise UsageError(f"reward_scale must be 'none' or 'spread', got {self.reward_scale!r}")
         if self.targets not in ("bootstrap", "reward"):
             raise UsageError(f"targets must be 'bootstrap' or 'reward', got {self.targets!r}")
+        if not 0.0 <= self.sigma_min <= self.sigma:
+            raise UsageError(f"sigma_min must be in [0, sigma={self.sigma}], got {self.sigma_min!r}")
         if int(self.updates) != self.updates or self.updates < 1:
             raise UsageError(f"updates must be a whole number >= 1, got {self.updates!r}")
 
@@ -206,8 +210,8 @@ class AmcAgent:
         self._refresh_actor()
 
     def sigma(self, episode, warmup):
-        """Exploration sigma of ``episode`` (0-based): sigma0 * decay ** (episodes since warm-up)."""
-        return self.config.sigma * self.config.sigma_decay ** max(episode - warmup, 0)
+        """Exploration sigma of ``episode`` (0-based): sigma0 * decay ** (episodes since warm-up), at least sigma_min."""
+        return max(self.config.sigma * self.config.sigma_decay ** max(episode - warmup, 0), self.config.sigma_min)
 
     def act(self, observation, episode, warmup):
         """The keep ratio to try: uniform in warm-up (by default), else the actor's plus truncated-normal noise."""
