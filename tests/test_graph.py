@@ -1,9 +1,14 @@
 """Channel groups read from the layer graph."""
+import re
+
+import numpy as np
 import pytest
 
+import tfmc
 import tiny_models
 from tfmc import channel_groups
-from tfmc._keras import keras
+from tfmc._keras import keras, tf
+from tfmc.graph import layer_kind
 
 L = keras.layers
 
@@ -80,6 +85,31 @@ def test_flatten_lambda_and_unknown_layers_freeze_with_reason():
     assert groups["b"].reason == ("passes through unsupported layer Lambda 'double' "
                                   "(tell tfmc how it treats channels with tfmc.register_layer(Lambda, ...))")
     assert groups["d"].reason == "flattened by 'flat'"
+
+
+def test_tensorflow_ops_pass_or_merge_when_element_wise_and_freeze_otherwise():
+    inp = keras.Input((8, 8, 3))
+    a = L.Conv2D(8, 3, name="a")(inp)
+    b = L.Conv2D(8, 3, name="b")(inp)
+    summed = a + b  # two tensors: merged as by Add
+    scaled = tf.nn.relu6(summed + 3.0) * (1.0 / 6.0)  # one tensor and scalars: channels pass
+    c = L.Conv2D(8, 1, name="c")(scaled)
+    d = L.Conv2D(8, 1, name="d")(c * tf.constant(np.arange(8, dtype=np.float32)))  # a per-channel constant
+    e = L.Conv2D(8, 1, name="e")(d)
+    out = L.Dense(2, name="out")(L.GlobalAveragePooling2D()(tf.math.reduce_max(e, axis=[1, 2], keepdims=True)))
+    model = keras.Model(inp, out)
+    groups = _by_name(model)
+    assert groups["a"].producers == ["a", "b"] and groups["a"].consumers == ["c"] and groups["a"].prunable
+    assert [layer_kind(layer) for layer in model.layers[3:7]] == ["merge", "pass", "pass", "pass"]
+    # TFOpLambda layers are named after their op, numbered per session
+    assert re.fullmatch(r"TensorFlow op 'math.multiply' \('tf.math.multiply(_\d+)?'\) takes a constant of shape "
+                        r"\(8,\), which would have to shrink with the channels", groups["c"].reason)
+    assert re.fullmatch(r"TensorFlow op 'math.reduce_max' \('tf.math.reduce_max(_\d+)?'\) is not an element-wise "
+                        r"op tfmc knows", groups["e"].reason)
+    assert groups["d"].prunable  # it reads the frozen output of the multiply; its own channels are free
+    pruned = tfmc.prune(model, 0.5, round_to=1)
+    assert pruned.get_layer("a").filters == pruned.get_layer("b").filters == 4
+    assert pruned.get_layer("c").get_weights()[0].shape == (1, 1, 4, 8)
 
 
 def test_shared_layer_and_nested_model_are_frozen():

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import tfmc
-from tfmc._keras import keras
+from tfmc._keras import keras, tf
 from tfmc.errors import UsageError
 from tfmc.graph import ChannelGraph
 from tfmc.layers import LayerHandler, handler_for, registered, unregister_layer
@@ -59,6 +59,19 @@ def _one_d(middle):
     return keras.Model(inp, _tail(middle(x)))
 
 
+def _tf_ops():
+    """Plain TensorFlow ops on Keras tensors (TFOpLambda): a residual sum and a hard swish, as tf_keras' models write them."""
+    inp = keras.Input((8, 8, 3))
+    a = L.Conv2D(16, 3, padding="same", name="p")(inp)
+    b = L.Conv2D(16, 3, padding="same", name="q")(inp)
+    x = tf.math.add(a, b)
+    return keras.Model(inp, _tail(x * (tf.nn.relu6(x + 3.0) * (1.0 / 6.0))))
+
+
+def _first_tf_op(model):
+    return next(layer.name for layer in model.layers if type(handler_for(layer)) is structural.TensorFlowOp)
+
+
 def _nested():
     inner_in = keras.Input((8, 8, 16))
     inner = keras.Model(inner_in, L.ReLU()(inner_in), name="inner")
@@ -72,6 +85,7 @@ CASES = {
     structural.ChannelMixing: (lambda: _image(L.Softmax(name="x")), "x", False),
     structural.ElementwiseMerge: (lambda: _two_branches(L.Add(name="x")), "x", True),
     structural.Concatenation: (lambda: _two_branches(L.Concatenate(name="x")), "x", True),
+    structural.TensorFlowOp: (_tf_ops, _first_tf_op, True),  # TFOpLambda names itself after the op
     structural.ReshapeLayer: (lambda: _image(L.Reshape((64, 16), name="x")), "x", True),
     structural.FlattenLayer: (lambda: _image(L.Flatten(name="x")), "x", False),
     structural.NestedModel: (_nested, "inner", False),
@@ -119,6 +133,7 @@ def test_pruned_equals_masked_for_every_builtin_handler(handler_class):
     if handler_class is structural.ChannelScale:
         _check_mask_strips_exactly(model)
         return
+    shown = shown(model) if callable(shown) else shown
     layer = model.get_layer(shown)
     assert type(handler_for(layer)) is handler_class
     analysis = ChannelGraph(model)

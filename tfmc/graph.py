@@ -63,6 +63,7 @@ class LayerCall:
     outputs: list  # tensor keys
     input_shapes: list
     output_shapes: list
+    arguments: tuple = ((), {})  # the node's (call_args, call_kwargs): tensors and the constants beside them
 
 
 def _tensor_key(tensor):
@@ -91,6 +92,7 @@ def layer_calls(model):
                     outputs=[_tensor_key(t) for t in outputs],
                     input_shapes=[_shape(t) for t in inputs],
                     output_shapes=[_shape(t) for t in outputs],
+                    arguments=(tuple(node.call_args), dict(node.call_kwargs)),
                 )
             )
     return calls

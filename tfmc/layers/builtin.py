@@ -25,6 +25,10 @@ def _register_all():
     for cls in (L.Add, L.Subtract, L.Multiply, L.Maximum, L.Minimum, L.Average):
         register_layer(cls, merge)
     register_layer(L.Concatenate, structural.Concatenation())
+    # TFOpLambda is not exported by tf_keras; its class is the one the pinned tf_keras wraps `x + 3.` in
+    from tf_keras.src.layers.core.tf_op_layer import TFOpLambda
+
+    register_layer(TFOpLambda, structural.TensorFlowOp())
     register_layer(L.Reshape, structural.ReshapeLayer())
     register_layer(L.Flatten, structural.FlattenLayer())
     register_layer(keras.Model, structural.NestedModel())

@@ -1,4 +1,6 @@
 """Handlers of layers without channel weights: they pass, merge, concatenate, reshape or freeze channels."""
+import numpy as np
+
 from tfmc.layers.handler import LayerHandler
 
 _CHANNEL_MIXING_ACTIVATIONS = {"softmax", "log_softmax"}
@@ -55,6 +57,58 @@ class ElementwiseMerge(LayerHandler):
 
     def visit(self, graph, call, in_maps):
         graph.merge(call, in_maps)
+
+
+class TensorFlowOp(LayerHandler):
+    """TFOpLambda: a TensorFlow op written on Keras tensors (``x + 3.``, ``x * (1. / 6.)``, ``x + y``).
+
+    tf_keras' MobileNetV3 (hard sigmoid), RegNet and ConvNeXt (residual
+    sums) are built this way. The element-wise ops of ``ELEMENTWISE`` are
+    understood: with one tensor argument and only scalars beside it the
+    channels pass unchanged; with several tensor arguments they are merged
+    as Add's inputs are. Any other op, or a constant that is not a scalar
+    (it would have to be sliced with the channels), freezes the groups the
+    op touches, with a reason that names it.
+    """
+
+    ELEMENTWISE = frozenset({
+        "__operators__.add", "math.add", "math.add_n", "math.subtract", "math.multiply", "math.truediv",
+        "math.divide", "math.maximum", "math.minimum", "math.negative", "math.abs", "math.square", "math.sqrt",
+        "math.exp", "math.sigmoid", "math.tanh", "nn.relu", "nn.relu6", "nn.silu", "nn.swish", "nn.elu",
+        "nn.leaky_relu", "nn.gelu", "math.pow",
+    })
+
+    @staticmethod
+    def _constants(arguments):
+        import tensorflow as tf
+
+        args, kwargs = arguments
+        values = [v for k, v in kwargs.items() if k != "name"] + list(args)
+        return [v for v in tf.nest.flatten(values) if not hasattr(v, "_keras_history") and v is not None]
+
+    def rule(self, layer, arguments, tensors):
+        """("pass" | "merge", None) for an understood call, else ("other", why it freezes)."""
+        symbol = getattr(layer, "symbol", type(layer).__name__)
+        if symbol not in self.ELEMENTWISE:
+            return "other", f"TensorFlow op {symbol!r} ({layer.name!r}) is not an element-wise op tfmc knows"
+        shaped = [v for v in self._constants(arguments) if np.ndim(v) != 0]
+        if shaped:
+            return "other", (f"TensorFlow op {symbol!r} ({layer.name!r}) takes a constant of shape "
+                             f"{np.shape(shaped[0])}, which would have to shrink with the channels")
+        return ("pass" if tensors == 1 else "merge"), None
+
+    def kind_of(self, layer):
+        node = layer.inbound_nodes[0]
+        return self.rule(layer, (node.call_args, node.call_kwargs), len(node.keras_inputs))[0]
+
+    def visit(self, graph, call, in_maps):
+        kind, reason = self.rule(call.layer, call.arguments, len(call.inputs))
+        if kind == "other":
+            graph.freeze(call, in_maps, reason)
+        elif kind == "pass":
+            PassThrough().visit(graph, call, in_maps)
+        else:
+            graph.merge(call, in_maps)
 
 
 class Concatenation(LayerHandler):
