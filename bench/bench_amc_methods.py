@@ -66,6 +66,7 @@ METHODS = {
     "ddpg_updates4": ("ddpg", {"updates": 4}),
     "ddpg_spread_reward": ("ddpg", {"reward_scale": "spread", "targets": "reward"}),
     "ddpg_floor": ("ddpg", {"reward_scale": "spread", "targets": "reward", "sigma_min": 0.1}),
+    "ddpg_final": ("ddpg", {"reward_scale": "spread", "targets": "final"}),
     "random": ("random", {}),
     "greedy": ("greedy", {}),
 }
@@ -77,6 +78,7 @@ LABELS = {
     "ddpg_updates4": "DDPG, 4 updates per transition",
     "ddpg_spread_reward": "DDPG, rewards scaled by their spread, critic targets the reward",
     "ddpg_floor": "DDPG, spread-scaled rewards, reward targets, exploration sigma at least 0.1",
+    "ddpg_final": "DDPG, spread-scaled rewards, the reward on the last step bootstrapped back",
     "random": "random search",
     "greedy": "greedy sensitivity allocation",
     "uniform": "uniform keep ratio",

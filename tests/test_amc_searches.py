@@ -183,14 +183,19 @@ def test_the_reward_spread_scales_the_centred_rewards(residual):
     for r in rewards:
         agent.remember([(obs, 0.5, obs, True)], r)
     assert agent.reward_spread() == pytest.approx(np.std(rewards, ddof=1))
-    for targets, done in (("bootstrap", [0.0, 1.0]), ("reward", [1.0, 1.0])):  # "reward": every step its own target
+    # "reward": every step its own target; "final": the reward on the last step only, bootstrapped back
+    for targets, done, carried in (("bootstrap", [0.0, 1.0], [0.8, 0.8]), ("reward", [1.0, 1.0], [0.8, 0.8]),
+                                   ("final", [0.0, 1.0], [0.0, 0.8])):
         other = amc.AmcAgent(env.observation_spec(), env.action_spec(), amc.AgentConfig(targets=targets), seed=0)
         other.remember([(obs, 0.5, obs, False), (obs, 0.5, obs, True)], 0.8)
         assert other.buffer.done[:2].tolist() == done
+        assert other.buffer.reward[:2].tolist() == pytest.approx(carried)
     with pytest.raises(ValueError, match="reward_scale must be 'none' or 'spread', got 'rank'"):
         amc.AgentConfig(reward_scale="rank")
-    with pytest.raises(ValueError, match="targets must be 'bootstrap' or 'reward', got 'td'"):
+    with pytest.raises(ValueError, match="targets must be 'bootstrap', 'reward' or 'final', got 'td'"):
         amc.AgentConfig(targets="td")
+    with pytest.raises(ValueError, match="targets='final' needs baseline='episode'"):
+        amc.AgentConfig(targets="final", baseline="batch")
     with pytest.raises(ValueError, match="updates must be a whole number >= 1, got 0"):
         amc.AgentConfig(updates=0)
 

@@ -20,7 +20,12 @@ unit scale however close the accuracies of the policies are; ``updates``
 runs that many DDPG updates per transition instead of one;
 ``targets="reward"`` makes every transition terminal for the critic, so
 that Q(s, a) estimates the episode reward each transition carries instead
-of adding the rewards of the steps after it. These are tfmc's additions,
+of adding the rewards of the steps after it; ``targets="final"`` puts the
+episode reward on the last transition only (0 on the others) and
+bootstraps with discount 1, the textbook episodic DDPG, so that Q(s, a)
+estimates the reward of the episode when the actor chooses the later
+actions (with "reward" it is the reward under whatever policy filled the
+replay buffer). These are tfmc's additions,
 and the first two its defaults: with the paper's settings the actor's
 output rose to the top of its range in every group and the search
 collapsed onto one policy (docs/amc.md, "What the diagnostics showed") (not in the paper); ``learn`` returns the critic and actor losses
@@ -76,7 +81,8 @@ class AgentConfig:
     updates: int = 1
     # the critic's target: "bootstrap" (the paper: reward + Q of the next step, discount 1, so a step's value
     # adds the rewards of the steps after it) or "reward" (tfmc's default: every transition ends its own target,
-    # Q(s, a) estimates the episode's reward itself, which every transition carries)
+    # Q(s, a) estimates the episode's reward itself, which every transition carries) or "final" (the episode
+    # reward on the last transition only, bootstrapped back through the episode with discount 1)
     targets: str = "reward"
 
     def __post_init__(self):
@@ -88,8 +94,10 @@ class AgentConfig:
             raise UsageError(f"learn_from must be 'applied' or 'proposed', got {self.learn_from!r}")
         if self.reward_scale not in ("none", "spread"):
             raise UsageError(f"reward_scale must be 'none' or 'spread', got {self.reward_scale!r}")
-        if self.targets not in ("bootstrap", "reward"):
-            raise UsageError(f"targets must be 'bootstrap' or 'reward', got {self.targets!r}")
+        if self.targets not in ("bootstrap", "reward", "final"):
+            raise UsageError(f"targets must be 'bootstrap', 'reward' or 'final', got {self.targets!r}")
+        if self.targets == "final" and self.baseline == "batch":
+            raise UsageError("targets='final' needs baseline='episode' (a batch mean would mix in the zero rewards)")
         if not 0.0 <= self.sigma_min <= self.sigma:
             raise UsageError(f"sigma_min must be in [0, sigma={self.sigma}], got {self.sigma_min!r}")
         if int(self.updates) != self.updates or self.updates < 1:
@@ -240,7 +248,8 @@ class AmcAgent:
     def remember(self, transitions, reward):
         """Store an episode's (observation, action, next observation, done) with its final reward; update the baseline."""
         for observation, action, next_observation, done in transitions:
-            self.buffer.add(observation, action, reward, next_observation, done or self.config.targets == "reward")
+            carried = 0.0 if self.config.targets == "final" and not done else reward
+            self.buffer.add(observation, action, carried, next_observation, done or self.config.targets == "reward")
         count, mean, m2 = self.rewards
         count += 1
         delta = reward - mean
@@ -280,6 +289,8 @@ class AmcAgent:
                 else:  # the first batch of the search starts the average
                     self.baseline = float(batch.mean())
                 centred[i] = batch - np.float32(self.baseline)
+        elif self.config.targets == "final":  # only the last transitions carry the reward; the others stay 0
+            centred = np.where(done > 0, reward - np.float32(self.baseline), np.float32(0.0))
         else:
             centred = reward - np.float32(self.baseline)
         if self.config.reward_scale == "spread":

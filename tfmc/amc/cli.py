@@ -90,6 +90,9 @@ def run_search(args):
     if args.rescore_top < 0:
         raise UsageError(f"--rescore-top must be >= 0, got {args.rescore_top}")
     amc.searchers.searcher_class(args.search)  # an unknown name fails before anything loads
+    agent_config = amc.AgentConfig(sigma_decay=args.sigma_decay, warmup_actions=args.warmup_actions,
+                                   reward_scale=args.reward_scale, targets=args.critic_targets,
+                                   sigma_min=args.sigma_min)  # so do bad agent settings
     outputs.claim_folder(args.out, "tfmc prune (AMC search)", _run_outputs(), overwrite=args.overwrite)
     table = _latency_table(args.latency_table)
     model = io.load_model(args.model, trust_code=args.trust_model_code)
@@ -101,8 +104,7 @@ def run_search(args):
         target_latency_ms=args.target_latency_ms, latency_table=table, calib_data=calib, reward=args.reward,
         episodes=args.episodes, warmup=args.warmup, lbound=args.lbound, round_to=args.round_to, out_dir=args.out,
         resume=args.resume, seed=args.seed, progress=not args.no_progress,
-        agent_config=amc.AgentConfig(sigma_decay=args.sigma_decay, warmup_actions=args.warmup_actions,
-                                     reward_scale=args.reward_scale, targets=args.critic_targets),
+        agent_config=agent_config,
         fill_budget=args.fill_budget, method=args.search, rescore_data=rescore_set,
         rescore_top=max(args.rescore_top, 1), actor_every=args.actor_every, strategy=args.strategy,
         importance=args.importance,

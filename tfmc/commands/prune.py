@@ -89,9 +89,12 @@ def add_search_arguments(parser):
                        help="ddpg: score the actor's noise-free policy every this many learning episodes (default 10)")
     group.add_argument("--reward-scale", choices=["none", "spread"], default="spread",
                        help="ddpg: divide the centred rewards by their spread (default) or not (none, the paper)")
-    group.add_argument("--critic-targets", choices=["reward", "bootstrap"], default="reward",
-                       help="ddpg: the critic estimates each transition's episode reward (reward, default) or "
-                            "bootstraps from the next step with discount 1 (bootstrap, the paper)")
+    group.add_argument("--critic-targets", choices=["reward", "bootstrap", "final"], default="reward",
+                       help="ddpg: the critic estimates each transition's episode reward (reward, default), "
+                            "bootstraps from the next step with discount 1 (bootstrap, the paper), or bootstraps "
+                            "a reward given on the last step only (final)")
+    group.add_argument("--sigma-min", type=float, default=0.0,
+                       help="ddpg: the exploration sigma decays no lower than this (default 0, the paper)")
     group.add_argument("--finetune-epochs", type=int, default=0, help="fine-tune the pruned model this many epochs")
     group.add_argument("--finetune-lr", type=float, default=1e-3, help="fine-tuning learning rate, Adam (default 1e-3)")
     group.add_argument("--resume", action="store_true", help="continue the search checkpointed in --out")
