@@ -245,6 +245,10 @@ def summary(rows, args, info, budget_text, target_bops=None):
         compare((setting, "capacity"), (setting, "p3"), f"({setting}) {name}: capacity-aware p vs fixed p = 3")
         compare((setting, "capacity"), ("-", "target"), f"({setting}) {name} search vs the search on the target data")
         compare((setting, "capacity"), ("-", "uniform"), f"({setting}) {name} search vs uniform bits at the budget")
+        compare((setting, "p3"), ("-", "target"), f"({setting}) {name} search with fixed p = 3 vs the search on the "
+                "target data")
+        compare((setting, "p3"), ("-", "uniform"), f"({setting}) {name} search with fixed p = 3 vs uniform bits at "
+                "the budget")
         for variant in RAISED:
             raised = [r["bops"] for r in by.get((setting, variant), {}).values()]
             over = f" ({np.mean(raised) / target_bops:.2f}x the budget's BOPs)" if raised and target_bops else ""
