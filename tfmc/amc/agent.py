@@ -25,10 +25,12 @@ episode reward on the last transition only (0 on the others) and
 bootstraps with discount 1, the textbook episodic DDPG, so that Q(s, a)
 estimates the reward of the episode when the actor chooses the later
 actions (with "reward" it is the reward under whatever policy filled the
-replay buffer). These are tfmc's additions,
-and the first two its defaults: with the paper's settings the actor's
+replay buffer). These are tfmc's additions
+(not in the paper), ``reward_scale="spread"`` and ``targets="reward"`` its
+defaults: with the paper's settings the actor's
 output rose to the top of its range in every group and the search
-collapsed onto one policy (docs/amc.md, "What the diagnostics showed") (not in the paper); ``learn`` returns the critic and actor losses
+collapsed onto one policy (docs/amc.md, "What the diagnostics showed"). ``sigma_min`` keeps the
+decaying exploration noise from falling below a floor. ``learn`` returns the critic and actor losses
 and ``mean_q`` the critic's value of transitions, the diagnostics a search
 records per episode.
 

@@ -1,6 +1,7 @@
 """Handlers of layers without channel weights: they pass, merge, concatenate, reshape or freeze channels."""
 import numpy as np
 
+from tfmc._keras import tf
 from tfmc.layers.handler import LayerHandler
 
 _CHANNEL_MIXING_ACTIVATIONS = {"softmax", "log_softmax"}
@@ -80,8 +81,6 @@ class TensorFlowOp(LayerHandler):
 
     @staticmethod
     def _constants(arguments):
-        import tensorflow as tf
-
         args, kwargs = arguments
         values = [v for k, v in kwargs.items() if k != "name"] + list(args)
         return [v for v in tf.nest.flatten(values) if not hasattr(v, "_keras_history") and v is not None]
