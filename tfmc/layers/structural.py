@@ -60,7 +60,7 @@ class ElementwiseMerge(LayerHandler):
         graph.merge(call, in_maps)
 
 
-class TensorFlowOp(LayerHandler):
+class TensorFlowOp(PassThrough):
     """TFOpLambda: a TensorFlow op written on Keras tensors (``x + 3.``, ``x * (1. / 6.)``, ``x + y``).
 
     tf_keras' MobileNetV3 (hard sigmoid), RegNet and ConvNeXt (residual
@@ -105,7 +105,7 @@ class TensorFlowOp(LayerHandler):
         if kind == "other":
             graph.freeze(call, in_maps, reason)
         elif kind == "pass":
-            PassThrough().visit(graph, call, in_maps)
+            super().visit(graph, call, in_maps)
         else:
             graph.merge(call, in_maps)
 
